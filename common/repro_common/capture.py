@@ -1,0 +1,115 @@
+"""capture(): assemble the record for this process from small, isolated collectors.
+
+Environment and code are cached per process (they do not change while a script
+runs, and git/metadata reads cost milliseconds); seeds and registered data are
+read fresh on every call because the user sets them as the script goes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from repro_common import __version__
+from repro_common.isolation import guarded
+from repro_common.manifest import TRACKS, Manifest
+
+_static_lock = threading.Lock()
+_static: tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]] | None = None
+_prefetch_thread: threading.Thread | None = None
+
+
+def resolve_track(track: str | None, errors: list[dict[str, Any]] | None = None) -> str:
+    """Explicit argument, else MLREPRO_TRACK, else exploratory."""
+    if track is not None:
+        if track not in TRACKS:
+            raise ValueError(f"unknown track {track!r}: choose one of {', '.join(TRACKS)}")
+        return track
+    env_track = os.environ.get("MLREPRO_TRACK", "").strip().lower()
+    if not env_track:
+        return "exploratory"
+    if env_track not in TRACKS:
+        if errors is not None:
+            errors.append(
+                {
+                    "collector": "track",
+                    "error": f"MLREPRO_TRACK={env_track!r} is not one of {', '.join(TRACKS)}; "
+                    "used exploratory",
+                }
+            )
+        return "exploratory"
+    return env_track
+
+
+def _collect_static() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    from repro_common import code, environment
+
+    errors: list[dict[str, Any]] = []
+    env = guarded("environment", lambda: environment.collect_environment(errors), {}, errors)
+    src = guarded("code", lambda: code.collect_code(errors), {}, errors)
+    return env, src, errors
+
+
+def _static_parts() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    global _static
+    with _static_lock:
+        if _static is None:
+            _static = _collect_static()
+        return _static
+
+
+def prefetch() -> None:
+    """Start the cached part of capture in a background thread (idempotent, never raises)."""
+    global _prefetch_thread
+    if _static is not None or _prefetch_thread is not None:
+        return
+    _prefetch_thread = threading.Thread(target=_static_parts, name="mlrepro-prefetch", daemon=True)
+    _prefetch_thread.start()
+
+
+def reset_cache() -> None:
+    """Forget the cached environment and code (tests, or after `pip install` in a notebook)."""
+    global _static, _prefetch_thread
+    with _static_lock:
+        _static = None
+        _prefetch_thread = None
+
+
+def capture(track: str | None = None) -> Manifest:
+    """The reproducibility record for this process. Never raises for a failing collector."""
+    from repro_common import data, seeds
+
+    started = time.perf_counter()
+    env, src, static_errors = _static_parts()
+    errors: list[dict[str, Any]] = list(static_errors)
+    chosen_track = resolve_track(track, errors)
+    seed_record = guarded("seeds", lambda: seeds.collect_seeds(errors), {}, errors)
+    inputs = guarded("data", lambda: data.collect_data(errors), [], errors)
+    info = {
+        "tool": "mlrepro",
+        "version": __version__,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "errors": errors,
+    }
+    manifest = Manifest(
+        environment=_copy(env),
+        code=_copy(src),
+        seeds=seed_record,
+        data=inputs,
+        capture=info,
+        track=chosen_track,
+    )
+    info["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    return manifest
+
+
+def _copy(section: dict[str, Any]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(section)

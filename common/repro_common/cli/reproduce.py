@@ -1,0 +1,3 @@
+"""Commands filled in by their issue."""
+
+COMMANDS: list = []

@@ -1,0 +1,139 @@
+"""Find a run's record from what the user typed: a manifest file, a W&B run dir, an MLflow run.
+
+The core knows no tracker. Adapters register loaders under the entry-point group
+`mlrepro.run_sources`; each takes (ref, tracking_uri) and returns a RunRecord, or
+None when the ref is not theirs, or raises RunNotFound when it is theirs but
+cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from repro_common.manifest import Manifest, ManifestError
+
+SOURCE_GROUP = "mlrepro.run_sources"
+
+
+class RunNotFound(LookupError):
+    """The RUN argument names nothing readable; the message says why in one line."""
+
+
+class RunBackend(Protocol):
+    """What a tracker offers for an existing run: read and add artifacts, set tags."""
+
+    def read_artifact(self, path: str) -> bytes | None: ...
+
+    def list_artifacts(self, prefix: str = "") -> list[str]: ...
+
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
+    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None: ...
+
+
+@dataclass
+class RunRecord:
+    ref: str
+    kind: str  # "mlflow" | "wandb" | "manifest"
+    manifest: Manifest | None
+    manifest_error: str | None = None
+    run_id: str | None = None
+    location: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    backend: RunBackend | None = None
+
+    def read_artifact(self, path: str) -> bytes | None:
+        return self.backend.read_artifact(path) if self.backend else None
+
+    def list_artifacts(self, prefix: str = "") -> list[str]:
+        return self.backend.list_artifacts(prefix) if self.backend else []
+
+
+def parse_manifest(raw: bytes | str | None) -> tuple[Manifest | None, str | None]:
+    """(manifest, None) or (None, one-line reason)."""
+    if raw is None:
+        return None, "no repro/manifest.json in the run"
+    try:
+        return Manifest.from_json(raw), None
+    except ManifestError as exc:
+        return None, str(exc)
+
+
+class _ManifestFileBackend:
+    def __init__(self, path: Path) -> None:
+        self.folder = path.parent
+
+    def read_artifact(self, path: str) -> bytes | None:
+        name = path.split("/")[-1]
+        candidate = self.folder / name
+        return candidate.read_bytes() if candidate.is_file() else None
+
+    def list_artifacts(self, prefix: str = "") -> list[str]:
+        return sorted(p.name for p in self.folder.iterdir() if p.is_file())
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        raise RunNotFound("a manifest file has no tags to set; use an MLflow or W&B run")
+
+    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
+        raise RunNotFound("a manifest file cannot take artifacts; use an MLflow or W&B run")
+
+
+def _load_manifest_file(ref: str) -> RunRecord | None:
+    path = Path(ref)
+    if not path.is_file():
+        return None
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RunNotFound(f"cannot read {ref}: {exc.strerror}") from exc
+    manifest, error = parse_manifest(raw)
+    if manifest is None:
+        try:
+            json.loads(raw)
+        except ValueError as exc:
+            raise RunNotFound(f"{ref} is not a manifest: not JSON ({exc})") from exc
+    return RunRecord(
+        ref=ref,
+        kind="manifest",
+        manifest=manifest,
+        manifest_error=error,
+        location=str(path.resolve()),
+        backend=_ManifestFileBackend(path),
+    )
+
+
+def _sources() -> list[Any]:
+    from importlib.metadata import entry_points
+
+    found = sorted(entry_points(group=SOURCE_GROUP), key=lambda ep: ep.name != "wandb")
+    loaders = []
+    for ep in found:
+        try:
+            loaders.append(ep.load())
+        except ImportError:
+            continue  # that tracker is not installed
+    return loaders
+
+
+def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord:
+    """Resolve RUN as the CLI documents it; raise RunNotFound with one clear line."""
+    ref = ref.strip()
+    if not ref:
+        raise RunNotFound("empty RUN: give an MLflow run id, runs:/<id>, a W&B run dir or a manifest.json")
+    record = _load_manifest_file(ref)
+    if record is not None:
+        return record
+    for loader in _sources():
+        record = loader(ref, tracking_uri)
+        if record is not None:
+            return record
+    if Path(ref).exists():
+        raise RunNotFound(f"{ref} is neither a manifest.json nor a W&B run directory")
+    raise RunNotFound(
+        f"no run found for {ref!r}: not a file, not a W&B run dir, and no MLflow run with that id"
+    )

@@ -1,0 +1,72 @@
+"""A real `mlflow server` on 127.0.0.1, started and stopped by the tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from support.procs import clean_env, free_port
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited early with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"mlflow server at {url} not healthy after {timeout}s")
+
+
+@contextmanager
+def mlflow_server(
+    workdir: Path,
+    backend_uri: str | None = None,
+    artifacts_destination: str | None = None,
+    port: int | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """Yield the server's http URI; stop it (and its workers) afterwards."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    backend_uri = backend_uri or f"sqlite:///{workdir / 'server.db'}"
+    artifacts_destination = artifacts_destination or str(workdir / "artifacts")
+    mlflow_bin = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
+    log = open(workdir / "server.log", "wb")
+    proc = subprocess.Popen(
+        [
+            mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", backend_uri,
+            "--artifacts-destination", artifacts_destination,
+            "--workers", "1",
+        ],
+        stdout=log, stderr=subprocess.STDOUT, env=clean_env(**(extra_env or {})),
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        import signal
+
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
