@@ -1,0 +1,33 @@
+"""W&B adapter: the mlrepro record in every W&B run (config, artifact, run files).
+
+`import wandb_repro_plugin as repro` gives the core names plus `attach(run)`.
+Importing it imports neither wandb, keras nor lightning: the callbacks live in
+`wandb_repro_plugin.keras` and `wandb_repro_plugin.lightning` and load their host
+when built.
+"""
+
+from __future__ import annotations
+
+from repro_common import (
+    Manifest,
+    capture,
+    check_determinism,
+    derive_seed,
+    fingerprint,
+    seed_everything,
+    track_data,
+)
+from wandb_repro_plugin.core import ARTIFACT_TYPE, ReproWarning, attach
+
+__all__ = [
+    "ARTIFACT_TYPE",
+    "Manifest",
+    "ReproWarning",
+    "attach",
+    "capture",
+    "check_determinism",
+    "derive_seed",
+    "fingerprint",
+    "seed_everything",
+    "track_data",
+]

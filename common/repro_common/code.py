@@ -1,36 +1,387 @@
-"""Code collector (minimal first cut; deepened by the foundation issue)."""
+"""Code collector: the commit, the uncommitted changes, and the local source git does not hold.
+
+A commit alone rarely reproduces a run: the diff on top of it and the untracked
+`utils.py` that `train.py` imported are where results get lost. So the record
+keeps the commit, a digest of the staged+unstaged diff, and every module that
+ran from inside the checkout while git does not track it (untracked or ignored),
+and `diff_text` turns all of that into one patch that `git apply` accepts on the
+recorded commit.
+
+All git commands start at once and run concurrently (a few ms in total), with
+optional locks off, so capture never blocks or disturbs the user's own git.
+`dirty` is true when the tracked files differ from the commit or when an
+unversioned module ran: in both cases the commit alone does not rebuild the run.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Any
 
-_diff_texts: dict[str, str] = {}
+from repro_common.environment import kill_group
+from repro_common.isolation import error_entry
+from repro_common.manifest import canonical_json, digest_bytes
+from repro_common.redact import redact_argv, strip_userinfo
+
+DIFF_MAX_BYTES = 2 * 1024 * 1024  # tracked diff kept for the artifact
+SOURCE_MAX_BYTES = 512 * 1024  # one unversioned module's content carried in the patch
+SOURCES_MAX_BYTES = 2 * 1024 * 1024  # all unversioned modules together
+UNTRACKED_MAX = 200  # untracked names listed
+GIT_TIMEOUT_S = 10.0
+NOT_A_REPO = "not inside a git repository"
+
+_patches: dict[str, str] = {}
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], capture_output=True, text=True, check=True, timeout=10
-    ).stdout.strip()
+class GitError(RuntimeError):
+    """git ran and refused (dubious ownership, corrupt repository, timeout)."""
+
+
+def find_repo_root(start: str) -> str | None:
+    """The nearest folder at or above `start` holding `.git` (a folder, or a file for worktrees)."""
+    path = os.path.abspath(start)
+    while True:
+        if os.path.exists(os.path.join(path, ".git")):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
+def _git_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0", LC_ALL="C", GIT_PAGER="cat")
+    return env
+
+
+def _start_git(root: str, *args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["git", "--no-pager", "--literal-pathspecs", *args],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _finish_git(proc: subprocess.Popen[bytes], ok_codes: tuple[int, ...] = (0,)) -> bytes:
+    try:
+        out, err = proc.communicate(timeout=GIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        raise GitError(
+            f"git {proc.args[3] if isinstance(proc.args, list) else ''} took over {GIT_TIMEOUT_S:g} s"
+        ) from None
+    if proc.returncode not in ok_codes:
+        message = err.decode(errors="replace").strip().splitlines()
+        raise GitError(message[-1] if message else f"git exited with {proc.returncode}")
+    return out
+
+
+def _diff_args() -> tuple[str, ...]:
+    # Explicit prefixes and no external/text-conv drivers: the user's diff config must
+    # not produce a patch that `git apply` rejects.
+    return (
+        "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff", "--no-textconv",
+        "--no-relative", "--src-prefix=a/", "--dst-prefix=b/",
+    )  # fmt: skip
+
+
+def parse_status(raw: bytes) -> dict[str, Any]:
+    """`git status --porcelain=v2 --branch -z`: head, branch, tracked changes, untracked names."""
+    head: str | None = None
+    branch: str | None = None
+    changed = False
+    untracked: list[str] = []
+    records = raw.split(b"\0")
+    i = 0
+    while i < len(records):
+        rec = records[i].decode(errors="surrogateescape")
+        i += 1
+        if not rec:
+            continue
+        if rec.startswith("# branch.oid "):
+            oid = rec.split(" ", 2)[2]
+            head = None if oid == "(initial)" else oid
+        elif rec.startswith("# branch.head "):
+            name = rec.split(" ", 2)[2]
+            branch = None if name == "(detached)" else name
+        elif rec[0] in "12u":
+            changed = True
+            if rec[0] == "2":
+                i += 1  # a rename carries its original path in the next record
+        elif rec[0] == "?":
+            untracked.append(rec[2:])
+    return {"head": head, "branch": branch, "changed": changed, "untracked": untracked}
+
+
+def _pick_remote(raw: bytes) -> str | None:
+    remotes: dict[str, str] = {}
+    for line in raw.decode(errors="replace").splitlines():
+        key, _, url = line.partition(" ")
+        if key.startswith("remote.") and key.endswith(".url"):
+            remotes.setdefault(key[len("remote.") : -len(".url")], url.strip())
+    if not remotes:
+        return None
+    url = remotes.get("origin") or remotes[sorted(remotes)[0]]
+    return strip_userinfo(url)
+
+
+def _excluded_prefixes() -> tuple[str, ...]:
+    """Installed code, even when a .venv lives inside the checkout, is not local source."""
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    for entry in sys.path:
+        if entry and os.path.basename(entry.rstrip(os.sep)) in ("site-packages", "dist-packages"):
+            prefixes.add(entry)
+    return tuple(os.path.join(os.path.abspath(p), "") for p in prefixes if p)
+
+
+def module_files_in(root: str) -> list[str]:
+    """Repo-relative paths of Python source files that imported modules ran from."""
+    roots = {os.path.join(root, "")}
+    real = os.path.realpath(root)
+    roots.add(os.path.join(real, ""))
+    excluded = _excluded_prefixes()
+    found: set[str] = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str) or not path.endswith((".py", ".pyw")):
+            continue
+        path = os.path.abspath(path)
+        if path.startswith(excluded):
+            continue
+        for prefix in roots:
+            if path.startswith(prefix):
+                rel = path[len(prefix) :].replace(os.sep, "/")
+                if not rel.startswith(".git/"):
+                    found.add(rel)
+                break
+    return sorted(found)
+
+
+def _quoted_path_needed(path: str) -> bool:
+    return any(ch in path for ch in '"\\\t\n') or not path.isprintable()
+
+
+def new_file_patch(path: str, content: bytes, executable: bool = False) -> str:
+    """A git patch that creates `path` with `content` (text) when applied."""
+    mode = "100755" if executable else "100644"
+    head = f"diff --git a/{path} b/{path}\nnew file mode {mode}\n"
+    if not content:
+        return head
+    text = content.decode("utf-8")
+    lines = text.split("\n")
+    missing_newline = lines[-1] != ""
+    if not missing_newline:
+        lines.pop()
+    body = "".join(f"+{line}\n" for line in lines)
+    if missing_newline:
+        body += "\\ No newline at end of file\n"
+    return f"{head}--- /dev/null\n+++ b/{path}\n@@ -0,0 +1,{len(lines)} @@\n{body}"
+
+
+def _read_unversioned(root: str, paths: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records (path, digest, size) and the new-file patches for those that fit the caps."""
+    records: list[dict[str, Any]] = []
+    patches: list[str] = []
+    budget = SOURCES_MAX_BYTES
+    for rel in paths:
+        full = os.path.join(root, rel)
+        try:
+            with open(full, "rb") as handle:
+                content = handle.read()
+            executable = os.access(full, os.X_OK)
+        except OSError:
+            continue  # module file removed since it was imported
+        record: dict[str, Any] = {
+            "path": rel,
+            "digest": digest_bytes(content),
+            "size_bytes": len(content),
+            "in_diff": False,
+        }
+        if len(content) <= min(SOURCE_MAX_BYTES, budget) and not _quoted_path_needed(rel):
+            try:
+                patches.append(new_file_patch(rel, content, executable))
+                record["in_diff"] = True
+                budget -= len(content)
+            except UnicodeDecodeError:
+                pass
+        records.append(record)
+    return records, patches
+
+
+def _cap_diff(diff: bytes) -> tuple[bytes, bool]:
+    """Whole per-file patches up to DIFF_MAX_BYTES, so what is kept still applies."""
+    if len(diff) <= DIFF_MAX_BYTES:
+        return diff, False
+    kept: list[bytes] = []
+    size = 0
+    for i, chunk in enumerate(diff.split(b"\ndiff --git ")):
+        piece = chunk if i == 0 else b"diff --git " + chunk
+        piece = piece if piece.endswith(b"\n") else piece + b"\n"
+        if size + len(piece) > DIFF_MAX_BYTES:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return b"".join(kept), True
+
+
+def _patch_key(section: dict[str, Any]) -> str:
+    sources = [(s.get("path"), s.get("digest")) for s in section.get("unversioned_sources") or []]
+    key = [section.get("root"), section.get("commit"), section.get("diff_digest"), sources]
+    return digest_bytes(canonical_json(key))
+
+
+def _entry_point() -> tuple[dict[str, Any], str]:
+    """Entry script (repo-relative when inside), `-m` module, cwd, redacted argv; and where to look for git."""
+    argv = list(sys.argv) if sys.argv else []
+    argv0 = argv[0] if argv else ""
+    cwd = os.getcwd()
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    info: dict[str, Any] = {"entry_point": None, "argv": redact_argv(argv[1:])}
+    if spec is not None and getattr(spec, "name", None) and spec.name != "__main__":
+        info["entry_module"] = spec.name.removesuffix(".__main__")
+    search_from = cwd
+    if argv0 in ("-c", "-m"):
+        info["entry_point"] = argv0
+    elif argv0:
+        script = os.path.abspath(argv0)
+        info["entry_point"] = script
+        # A script's own checkout holds the code that ran; a console script of an
+        # installed tool (`mlrepro`, `pytest`) says nothing, so cwd decides then.
+        if os.path.isfile(script) and not script.startswith(_excluded_prefixes()):
+            search_from = os.path.dirname(script)
+    info["cwd"] = cwd
+    return info, search_from
+
+
+def _relative_to(root: str, path: str) -> str:
+    rel = os.path.relpath(path, root)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return path
+    return rel.replace(os.sep, "/")
 
 
 def collect_code(errors: list[dict[str, Any]]) -> dict[str, Any]:
-    section: dict[str, Any] = {"entry_point": sys.argv[0] if sys.argv else None, "argv": list(sys.argv[1:])}
-    try:
-        section["commit"] = _git("rev-parse", "HEAD")
-    except Exception:
-        section.update(commit=None, dirty=None, reason="not a git repository")
+    """The code section. Outside git: commit null and `reason`; git trouble: also an error line."""
+    info, search_from = _entry_point()
+    root = find_repo_root(search_from) or find_repo_root(info["cwd"])
+    section: dict[str, Any] = {
+        "commit": None,
+        "branch": None,
+        "remote": None,
+        "dirty": None,
+        "diff_digest": None,
+        "diff_bytes": 0,
+        "diff_truncated": False,
+        "untracked": [],
+        "untracked_truncated": False,
+        "unversioned_sources": [],
+        "root": root,
+        **info,
+    }
+    if root is None:
+        section["reason"] = NOT_A_REPO
         return section
-    diff = _git("diff", "HEAD")
-    section["dirty"] = bool(diff)
-    if diff:
-        from repro_common.manifest import digest_bytes
-
-        section["diff_digest"] = digest_bytes(diff.encode())
-        _diff_texts[section["diff_digest"]] = diff + "\n"
+    for key in ("entry_point", "cwd"):
+        value = section.get(key)
+        if value and os.path.isabs(value):
+            section[key] = _relative_to(root, value)
+    try:
+        _collect_git(root, section)
+    except FileNotFoundError:
+        section["reason"] = "git executable not found on PATH"
+        errors.append({"collector": "code.git", "error": section["reason"]})
+    except Exception as exc:
+        entry = error_entry("code.git", exc)
+        section["reason"] = f"git failed: {entry['error']}"
+        errors.append(entry)
     return section
 
 
+def _collect_git(root: str, section: dict[str, Any]) -> None:
+    env = _git_env()
+    candidates = module_files_in(root)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(_start_git(root, "status", "--porcelain=v2", "--branch", "-z", env=env))
+        procs.append(_start_git(root, *_diff_args(), env=env))
+        procs.append(_start_git(root, "config", "--get-regexp", r"^remote\..*\.url$", env=env))
+        if candidates:
+            procs.append(
+                _start_git(root, "ls-files", "-z", "--full-name", "--", *candidates, env=env)
+            )
+        state = parse_status(_finish_git(procs[0]))
+        # `git diff HEAD` fails before the first commit; nothing to diff against then.
+        diff_raw = _finish_git(procs[1], ok_codes=(0, 128) if state["head"] is None else (0,))
+        remote_raw = _finish_git(procs[2], ok_codes=(0, 1))
+        listed = _finish_git(procs[3]) if candidates else b""
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                kill_group(proc)
+    tracked = {p.decode(errors="surrogateescape") for p in listed.split(b"\0") if p}
+
+    section["commit"] = state["head"]
+    section["branch"] = state["branch"]
+    section["remote"] = _pick_remote(remote_raw)
+    if state["head"] is None:
+        section["reason"] = "repository has no commits yet"
+        diff_raw = b""
+    untracked = sorted(state["untracked"])
+    section["untracked"] = untracked[:UNTRACKED_MAX]
+    section["untracked_truncated"] = len(untracked) > UNTRACKED_MAX
+
+    sources, source_patches = _read_unversioned(root, [p for p in candidates if p not in tracked])
+    section["unversioned_sources"] = sources
+    kept, truncated = _cap_diff(diff_raw)
+    section["diff_digest"] = digest_bytes(diff_raw) if diff_raw else None
+    section["diff_bytes"] = len(diff_raw)
+    section["diff_truncated"] = truncated
+    section["dirty"] = bool(state["changed"] or diff_raw or sources)
+    text = kept.decode("utf-8", errors="replace") + "".join(source_patches)
+    if text:
+        _patches[_patch_key(section)] = text
+
+
 def diff_text(code_section: dict[str, Any]) -> str | None:
-    return _diff_texts.get(code_section.get("diff_digest") or "")
+    """One patch for `git apply` on the recorded commit: tracked changes plus unversioned sources.
+
+    Available in the process that captured (or rebuilt from the checkout while it
+    still matches the record); None when there is nothing to apply.
+    """
+    if not code_section:
+        return None
+    text = _patches.get(_patch_key(code_section))
+    if text is None and code_section.get("dirty") and code_section.get("root"):
+        try:
+            text = _rebuild_patch(code_section)
+        except Exception:
+            text = None
+    return text or None
+
+
+def _rebuild_patch(section: dict[str, Any]) -> str | None:
+    """The patch from the checkout itself, only if it still matches the record digest for digest."""
+    root = str(section["root"])
+    env = _git_env()
+    head = _finish_git(_start_git(root, "rev-parse", "HEAD", env=env)).decode().strip()
+    if head != section.get("commit"):
+        return None
+    diff_raw = _finish_git(_start_git(root, *_diff_args(), env=env))
+    if (digest_bytes(diff_raw) if diff_raw else None) != section.get("diff_digest"):
+        return None
+    recorded = section.get("unversioned_sources") or []
+    sources, patches = _read_unversioned(root, [s["path"] for s in recorded])
+    if [s["digest"] for s in sources] != [s.get("digest") for s in recorded]:
+        return None
+    kept, _ = _cap_diff(diff_raw)
+    text = kept.decode("utf-8", errors="replace") + "".join(patches)
+    _patches[_patch_key(section)] = text
+    return text

@@ -1,32 +1,969 @@
-"""Data fingerprints (minimal first cut; deepened by the data issue)."""
+"""Data fingerprints: full-content blake3 digests of every input a run reads.
+
+A run is reproducible only if we know exactly which bytes it trained on. MLflow's
+own dataset digest looks at the first 10,000 elements and keeps 8 hex digits; ours
+covers every byte, runs at memory bandwidth (blake3, multithreaded, files
+memory-mapped in windows, folders on a thread pool, unchanged files from a stat
+cache) and depends on the logical content, never on the memory layout.
+
+Encodings (stable: changing one changes fingerprints users have recorded):
+
+- bytes and files: plain blake3 of the content (``b3sum FILE`` prints the same hex).
+- directory: a Merkle digest over its regular files (symlinks followed, empty
+  folders ignored) sorted by relative POSIX path: path, size, per-file digest.
+- numpy arrays and torch tensors: a header (little-endian dtype, shape) then the
+  element bytes in C order, so C, Fortran, strided views and copies agree, and a
+  tensor equals the numpy array with the same dtype, shape and values.
+- pandas: column names, dtypes, index and values, column by column.
+- torch datasets: ``TensorDataset`` (its tensors), ``Subset`` (dataset and indices),
+  ``ConcatDataset`` (its parts), ``DataLoader`` (dataset plus sampler and batch settings).
+- any other map-style dataset (``__len__`` and ``__getitem__``): every item, in
+  index order. Pass ``max_items`` to stop early; the result is then marked
+  ``partial``, never silently sampled.
+- the protocol: an object with a ``__fingerprint__()`` method returning ``str`` or
+  ``bytes`` (a version id, a content hash it already knows) is fingerprinted by
+  that value instead, whatever its type.
+"""
 
 from __future__ import annotations
 
+import errno
+import json
+import mmap
+import os
+import stat
+import struct
+import sys
 import threading
-from pathlib import Path
-from typing import Any
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import blake3
 
+from repro_common.fingerprint_cache import FingerprintCache, StatKey, open_cache
+
+PREFIX = "blake3:"
+SUPPORTED_KINDS = (
+    "bytes/bytearray/memoryview, a file or directory path (str or os.PathLike), "
+    "numpy arrays (not object dtype), torch tensors (dense), pandas DataFrame/Series, "
+    "torch TensorDataset/Subset/ConcatDataset/DataLoader, map-style datasets "
+    "(__len__ and __getitem__), or any object with a __fingerprint__() method"
+)
+# Below this a file is read in one call; above it, memory-mapped in windows of
+# MMAP_WINDOW so that peak memory stays flat whatever the file size.
+MMAP_MIN = 1 << 20
+MMAP_WINDOW = 32 << 20
+# Non-contiguous arrays are copied to C order this much at a time.
+ARRAY_CHUNK = 16 << 20
+# Small files are handed to the pool in batches to amortise scheduling.
+_BATCH_BYTES = 8 << 20
+_BATCH_FILES = 64
+
+ProgressFn = Callable[[int, int], None]
+"""progress(advance_bytes, total_bytes): called from worker threads as bytes are hashed."""
+
+
+def _hasher() -> Any:
+    return blake3.blake3(max_threads=blake3.blake3.AUTO)
+
+
+def _u64(value: int) -> bytes:
+    return struct.pack("<Q", value)
+
+
+def _frame(hasher: Any, payload: bytes) -> None:
+    """Length-prefixed, so that no two different sequences of fields hash alike."""
+    hasher.update(_u64(len(payload)))
+    hasher.update(payload)
+
+
+def _tag(text: str) -> bytes:
+    return text.encode()
+
+
+class FileEntry(NamedTuple):
+    """One file of a fingerprinted path: the per-file listing behind a folder's digest."""
+
+    path: str
+    size_bytes: int
+    digest: str
+
+
+@dataclass
+class FingerprintResult:
+    """A fingerprint with what it covers; `entries` lists files for path inputs."""
+
+    kind: str
+    fingerprint: str
+    size_bytes: int | None = None
+    files: int | None = None
+    partial: bool = False
+    items_hashed: int | None = None
+    items_total: int | None = None
+    entries: list[FileEntry] = field(default_factory=list, repr=False)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """The per-file manifest, ready for JSON (sorted by path)."""
+        return [
+            {"path": e.path, "size_bytes": e.size_bytes, "digest": e.digest} for e in self.entries
+        ]
+
+
+@dataclass
+class _Node:
+    digest: bytes
+    size: int = 0
+    partial: bool = False
+    items_hashed: int | None = None
+    items_total: int | None = None
+
+
+@dataclass
+class _Context:
+    max_items: int | None
+    cache: FingerprintCache | None
+    progress: ProgressFn | None
+    entries: list[FileEntry] = field(default_factory=list)
+    files: int | None = None
+
+
+# ---------------------------------------------------------------------------
+# public API
+
+
+def fingerprint(obj: Any, *, max_items: int | None = None, use_cache: bool = True) -> str:
+    """`"blake3:<hex>"` of the full logical content of `obj` (see the module doc for kinds)."""
+    return fingerprint_details(obj, max_items=max_items, use_cache=use_cache).fingerprint
+
+
+def fingerprint_details(
+    obj: Any,
+    *,
+    max_items: int | None = None,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+) -> FingerprintResult:
+    """The fingerprint with its kind, size, file count, partial flag and per-file listing."""
+    if max_items is not None and max_items < 0:
+        raise ValueError("max_items must be >= 0 or None")
+    ctx = _Context(max_items=max_items, cache=open_cache(use_cache), progress=progress)
+    kind, node = _top_level(obj, ctx)
+    return FingerprintResult(
+        kind=kind,
+        fingerprint=PREFIX + node.digest.hex(),
+        size_bytes=node.size,
+        files=ctx.files,
+        partial=node.partial,
+        items_hashed=node.items_hashed,
+        items_total=node.items_total,
+        entries=ctx.entries,
+    )
+
+
+# ---------------------------------------------------------------------------
+# dispatch
+
+
+def _unsupported(obj: Any, where: str = "") -> TypeError:
+    name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    return TypeError(f"cannot fingerprint {name}{where}: supported kinds are {SUPPORTED_KINDS}")
+
+
+def _top_level(obj: Any, ctx: _Context) -> tuple[str, _Node]:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return "bytes", _bytes_node(obj)
+    if isinstance(obj, (str, os.PathLike)):
+        return _path_node(os.fspath(obj), ctx)
+    found = _structured(obj, ctx)
+    if found is None:
+        raise _unsupported(obj)
+    return found
+
+
+def _structured(obj: Any, ctx: _Context) -> tuple[str, _Node] | None:
+    """Arrays, frames, datasets and the protocol; None when `obj` is none of them."""
+    custom = getattr(type(obj), "__fingerprint__", None)
+    if custom is not None and callable(custom):
+        return "custom", _protocol_node(obj)
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(obj, (np.ndarray, np.generic)):
+        return "ndarray", _ndarray_node(np.asarray(obj), np)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        found = _torch_node(obj, torch, ctx)
+        if found is not None:
+            return found
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        if isinstance(obj, pd.DataFrame):
+            return "dataframe", _dataframe_node(obj, pd)
+        if isinstance(obj, pd.Series):
+            return "series", _series_node(obj, pd)
+        if isinstance(obj, pd.Index):
+            return "index", _index_node(obj, pd)
+    pil = sys.modules.get("PIL.Image")
+    if pil is not None and isinstance(obj, pil.Image):
+        return "image", _image_node(obj)
+    if _is_map_style(obj):
+        return "dataset", _dataset_node(obj, ctx)
+    return None
+
+
+def _is_map_style(obj: Any) -> bool:
+    if isinstance(
+        obj, (str, bytes, bytearray, memoryview, list, tuple, dict, set, frozenset, range)
+    ):
+        return False
+    cls = type(obj)
+    return callable(getattr(cls, "__len__", None)) and callable(getattr(cls, "__getitem__", None))
+
+
+# ---------------------------------------------------------------------------
+# bytes and the protocol
+
+
+def _bytes_node(obj: bytes | bytearray | memoryview) -> _Node:
+    view = memoryview(obj)
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+    hasher = _hasher()
+    hasher.update(view)
+    return _Node(hasher.digest(), size=view.nbytes)
+
+
+def _protocol_node(obj: Any) -> _Node:
+    value = obj.__fingerprint__()
+    if isinstance(value, str):
+        payload = b"s" + value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, (bytes, bytearray)):
+        payload = b"y" + bytes(value)
+    else:
+        raise TypeError(
+            f"{type(obj).__qualname__}.__fingerprint__() returned {type(value).__name__}; "
+            "it must return str or bytes"
+        )
+    hasher = _hasher()
+    hasher.update(_tag("mlrepro.custom/1"))
+    _frame(hasher, payload)
+    return _Node(hasher.digest())
+
+
+# ---------------------------------------------------------------------------
+# arrays and tensors
+
+
+def _little(dtype: Any) -> Any:
+    """The same dtype in little-endian byte order: byte order is layout, not content."""
+    return dtype.newbyteorder("<") if dtype.str.startswith(">") else dtype
+
+
+def _dtype_token(dtype: Any) -> str:
+    return str(_little(dtype).str)
+
+
+def _c_order_chunks(arr: Any, np: Any) -> Iterator[Any]:
+    """The array's elements in C order, little-endian, as byte buffers of bounded size."""
+    if arr.nbytes == 0:
+        return
+    target = _little(arr.dtype)
+    if arr.flags.c_contiguous and target == arr.dtype:
+        yield arr.reshape(-1).view(np.uint8)
+        return
+    if arr.ndim == 0:
+        yield np.ascontiguousarray(arr, dtype=target).reshape(-1).view(np.uint8)
+        return
+    row_bytes = arr.nbytes // arr.shape[0]
+    if row_bytes >= ARRAY_CHUNK and arr.ndim > 1:
+        for index in range(arr.shape[0]):
+            yield from _c_order_chunks(arr[index], np)
+        return
+    rows = max(1, ARRAY_CHUNK // max(row_bytes, 1))
+    for start in range(0, arr.shape[0], rows):
+        block = np.ascontiguousarray(arr[start : start + rows], dtype=target)
+        yield block.reshape(-1).view(np.uint8)
+
+
+def _array_digest(token: str, shape: tuple[int, ...], chunks: Iterable[Any]) -> tuple[bytes, int]:
+    hasher = _hasher()
+    hasher.update(_tag("mlrepro.ndarray/1"))
+    _frame(hasher, token.encode())
+    _frame(hasher, ",".join(str(int(n)) for n in shape).encode())
+    size = 0
+    for chunk in chunks:
+        hasher.update(chunk)
+        size += len(chunk)
+    return hasher.digest(), size
+
+
+def _ndarray_node(arr: Any, np: Any) -> _Node:
+    dtype = arr.dtype
+    if dtype.hasobject:
+        raise TypeError(
+            f"cannot fingerprint a numpy array of dtype {dtype} (object elements have no "
+            f"stable bytes); convert it to a numeric or string dtype. Supported kinds are {SUPPORTED_KINDS}"
+        )
+    if dtype.names is not None:
+        # Fields one by one: padding bytes between fields are not content.
+        hasher = _hasher()
+        hasher.update(_tag("mlrepro.structured/1"))
+        _frame(hasher, ",".join(str(int(n)) for n in arr.shape).encode())
+        size = 0
+        for name in dtype.names:
+            sub = _ndarray_node(arr[name], np)
+            _frame(hasher, name.encode("utf-8", "surrogatepass"))
+            hasher.update(sub.digest)
+            size += sub.size
+        return _Node(hasher.digest(), size=size)
+    digest, size = _array_digest(_dtype_token(dtype), arr.shape, _c_order_chunks(arr, np))
+    return _Node(digest, size=size)
+
+
+def _torch_node(obj: Any, torch: Any, ctx: _Context) -> tuple[str, _Node] | None:
+    if isinstance(obj, torch.Tensor):
+        return "tensor", _tensor_node(obj, torch)
+    data = getattr(torch.utils, "data", None)
+    if data is None:
+        return None
+    if isinstance(obj, data.DataLoader):
+        return "dataloader", _dataloader_node(obj, torch, ctx)
+    if isinstance(obj, data.TensorDataset):
+        return "tensor_dataset", _combine(
+            "tensor_dataset", [_tensor_node(t, torch) for t in obj.tensors]
+        )
+    if isinstance(obj, data.Subset):
+        inner = _child(obj.dataset, ctx)
+        indices = _index_digest([int(i) for i in obj.indices])
+        node = _combine("subset", [inner, indices])
+        node.items_hashed, node.items_total = inner.items_hashed, inner.items_total
+        return "subset", node
+    if isinstance(obj, data.ConcatDataset):
+        parts = [_child(d, ctx) for d in obj.datasets]
+        node = _combine("concat_dataset", parts)
+        if any(p.items_total is not None for p in parts):
+            node.items_hashed = sum(p.items_hashed or 0 for p in parts)
+            node.items_total = sum(p.items_total or 0 for p in parts)
+        return "concat_dataset", node
+    if isinstance(obj, data.IterableDataset):
+        raise TypeError(
+            f"cannot fingerprint the iterable dataset {type(obj).__qualname__}: it has no "
+            "indexable items; give it a __fingerprint__() method, or fingerprint its source "
+            f"files instead. Supported kinds are {SUPPORTED_KINDS}"
+        )
+    return None
+
+
+_TORCH_ONLY_DTYPES = ("bfloat16", "float8", "complex32", "bits", "quint", "qint", "uint1", "int1")
+
+
+def _tensor_node(tensor: Any, torch: Any) -> _Node:
+    if tensor.layout != torch.strided:
+        raise TypeError(
+            f"cannot fingerprint a {tensor.layout} tensor: only dense (strided) tensors; "
+            "call .to_dense() first"
+        )
+    if tensor.device.type == "meta":
+        raise TypeError("cannot fingerprint a meta tensor: it has no data")
+    if tensor.is_quantized:
+        raise TypeError(
+            "cannot fingerprint a quantized tensor: call .dequantize() or .int_repr() first"
+        )
+    tensor = tensor.detach()
+    if tensor.is_conj():
+        tensor = tensor.resolve_conj()
+    if tensor.is_neg():
+        tensor = tensor.resolve_neg()
+    name = str(tensor.dtype).removeprefix("torch.")
+    token: str | None = None
+    if any(name.startswith(p) for p in _TORCH_ONLY_DTYPES):
+        # No numpy twin: hash the raw bits under the torch name.
+        bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[
+            tensor.element_size()
+        ]
+        token = f"torch.{name}"
+        tensor = tensor.view(bits)
+    import numpy as np
+
+    if tensor.device.type == "cpu":
+        arr = tensor.numpy()
+        digest, size = _array_digest(
+            token or _dtype_token(arr.dtype), tuple(arr.shape), _c_order_chunks(arr, np)
+        )
+        return _Node(digest, size=size)
+    # Accelerator memory: copy to the host one slab at a time, never the whole tensor.
+    host_dtype = torch.empty(0, dtype=tensor.dtype).numpy().dtype
+    digest, size = _array_digest(
+        token or _dtype_token(host_dtype), tuple(tensor.shape), _device_chunks(tensor, np)
+    )
+    return _Node(digest, size=size)
+
+
+def _device_chunks(tensor: Any, np: Any) -> Iterator[Any]:
+    if tensor.numel() == 0:
+        return
+    if tensor.dim() == 0:
+        yield np.ascontiguousarray(tensor.cpu().numpy()).reshape(-1).view(np.uint8)
+        return
+    row_bytes = tensor.element_size() * (tensor.numel() // tensor.shape[0])
+    if row_bytes >= ARRAY_CHUNK and tensor.dim() > 1:
+        for index in range(tensor.shape[0]):
+            yield from _device_chunks(tensor[index], np)
+        return
+    rows = max(1, ARRAY_CHUNK // max(row_bytes, 1))
+    for start in range(0, tensor.shape[0], rows):
+        host = tensor[start : start + rows].contiguous().cpu().numpy()
+        yield np.ascontiguousarray(host, dtype=_little(host.dtype)).reshape(-1).view(np.uint8)
+
+
+def _index_digest(indices: list[int]) -> _Node:
+    packed = struct.pack(f"<{len(indices)}q", *indices)
+    hasher = _hasher()
+    hasher.update(_tag("mlrepro.indices/1"))
+    _frame(hasher, packed)
+    return _Node(hasher.digest(), size=len(packed))
+
+
+def _combine(kind: str, parts: list[_Node], extra: bytes = b"") -> _Node:
+    hasher = _hasher()
+    hasher.update(_tag(f"mlrepro.{kind}/1"))
+    hasher.update(_u64(len(parts)))
+    for part in parts:
+        hasher.update(part.digest)
+    _frame(hasher, extra)
+    return _Node(
+        hasher.digest(),
+        size=sum(p.size for p in parts),
+        partial=any(p.partial for p in parts),
+    )
+
+
+def _child(obj: Any, ctx: _Context) -> _Node:
+    found = _structured(obj, ctx)
+    if found is None:
+        raise _unsupported(obj, " inside a dataset")
+    return found[1]
+
+
+# ---------------------------------------------------------------------------
+# DataLoader and generic datasets
+
+
+def _qualname(obj: Any) -> str:
+    target = obj if isinstance(obj, type) else type(obj)
+    return f"{target.__module__}.{target.__qualname__}"
+
+
+def _loader_settings(loader: Any, torch: Any) -> dict[str, Any]:
+    """What decides which items go into which batch, in which order."""
+    data = torch.utils.data
+    sampler = loader.sampler
+    settings: dict[str, Any] = {
+        "batch_size": loader.batch_size,
+        "drop_last": bool(loader.drop_last),
+        "sampler": _qualname(sampler),
+        "shuffle": isinstance(sampler, data.RandomSampler),
+    }
+    if isinstance(sampler, data.RandomSampler):
+        settings["replacement"] = bool(sampler.replacement)
+        settings["num_samples"] = int(sampler.num_samples)
+    if isinstance(sampler, data.SubsetRandomSampler):
+        settings["indices"] = _index_digest([int(i) for i in sampler.indices]).digest.hex()
+    if isinstance(sampler, data.WeightedRandomSampler):
+        settings["weights"] = (
+            PREFIX + _tensor_node(torch.as_tensor(sampler.weights), torch).digest.hex()
+        )
+        settings["replacement"] = bool(sampler.replacement)
+        settings["num_samples"] = int(sampler.num_samples)
+    generator = getattr(sampler, "generator", None)
+    if generator is None:
+        generator = getattr(loader, "generator", None)
+    if generator is not None:
+        settings["generator_seed"] = int(generator.initial_seed())
+    batch_sampler = loader.batch_sampler
+    if batch_sampler is not None and type(batch_sampler) is not data.BatchSampler:
+        settings["batch_sampler"] = _qualname(batch_sampler)
+    collate = loader.collate_fn
+    if collate is not None and collate is not data.dataloader.default_collate:
+        settings["collate_fn"] = (
+            getattr(collate, "__module__", "?")
+            + "."
+            + getattr(collate, "__qualname__", type(collate).__qualname__)
+        )
+    return settings
+
+
+def _dataloader_node(loader: Any, torch: Any, ctx: _Context) -> _Node:
+    inner = _child(loader.dataset, ctx)
+    settings = json.dumps(_loader_settings(loader, torch), sort_keys=True, separators=(",", ":"))
+    node = _combine("dataloader", [inner], settings.encode())
+    node.items_hashed, node.items_total = inner.items_hashed, inner.items_total
+    return node
+
+
+def _dataset_node(dataset: Any, ctx: _Context) -> _Node:
+    total = len(dataset)
+    limit = total if ctx.max_items is None else min(total, ctx.max_items)
+    hasher = _hasher()
+    hasher.update(_tag("mlrepro.dataset/1"))
+    hasher.update(_u64(total))
+    hasher.update(_u64(limit))
+    size = 0
+    partial = limit < total
+    for index in range(limit):
+        try:
+            item = _item_node(dataset[index], ctx)
+        except TypeError as exc:
+            raise TypeError(f"item {index} of {type(dataset).__qualname__}: {exc}") from exc
+        hasher.update(item.digest)
+        size += item.size
+        partial = partial or item.partial
+    return _Node(hasher.digest(), size=size, partial=partial, items_hashed=limit, items_total=total)
+
+
+def _item_node(value: Any, ctx: _Context) -> _Node:
+    """One item of a dataset: plain Python values, containers, or any supported kind."""
+    if value is None:
+        return _leaf(b"N", b"")
+    if isinstance(value, bool):
+        return _leaf(b"b", b"1" if value else b"0")
+    if isinstance(value, int):
+        return _leaf(b"i", str(value).encode())
+    if isinstance(value, float):
+        return _leaf(b"f", struct.pack("<d", value))
+    if isinstance(value, complex):
+        return _leaf(b"c", struct.pack("<dd", value.real, value.imag))
+    if isinstance(value, str):
+        return _leaf(b"s", value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _leaf(b"y", bytes(value))
+    if isinstance(value, (tuple, list)):
+        return _combine("sequence", [_item_node(v, ctx) for v in value])
+    if isinstance(value, dict):
+        keyed = sorted(
+            ((_item_node(k, ctx), _item_node(v, ctx)) for k, v in value.items()),
+            key=lambda kv: kv[0].digest,
+        )
+        return _combine("mapping", [part for pair in keyed for part in pair])
+    return _child(value, ctx)
+
+
+def _leaf(tag: bytes, payload: bytes) -> _Node:
+    hasher = blake3.blake3()
+    hasher.update(b"mlrepro.value/1" + tag)
+    _frame(hasher, payload)
+    return _Node(hasher.digest(), size=len(payload))
+
+
+def _image_node(image: Any) -> _Node:
+    hasher = _hasher()
+    hasher.update(_tag("mlrepro.image/1"))
+    _frame(hasher, f"{image.mode}|{image.size[0]}x{image.size[1]}".encode())
+    payload = image.tobytes()
+    _frame(hasher, payload)
+    return _Node(hasher.digest(), size=len(payload))
+
+
+# ---------------------------------------------------------------------------
+# pandas
+
+
+def _dataframe_node(frame: Any, pd: Any) -> _Node:
+    parts = [_index_node(frame.columns, pd), _index_node(frame.index, pd)]
+    parts += [_values_node(frame.iloc[:, i], pd) for i in range(frame.shape[1])]
+    return _combine("dataframe", parts)
+
+
+def _series_node(series: Any, pd: Any) -> _Node:
+    name = _objects_node([series.name], pd)
+    return _combine("series", [name, _index_node(series.index, pd), _values_node(series, pd)])
+
+
+def _index_node(index: Any, pd: Any) -> _Node:
+    names = _objects_node(list(index.names), pd)
+    levels = [_values_node(index.get_level_values(i), pd) for i in range(index.nlevels)]
+    return _combine("index", [names, *levels])
+
+
+def _values_node(column: Any, pd: Any) -> _Node:
+    """One Series' or Index's values with its dtype: Int64 and int64 are different data."""
+    import numpy as np
+
+    dtype = column.dtype
+    label = str(dtype).encode()
+    if isinstance(dtype, pd.CategoricalDtype):
+        codes = np.asarray(column.array.codes)
+        parts = [_index_node(dtype.categories, pd), _ndarray_node(codes, np)]
+        return _combine("categorical", parts, label + (b"|ordered" if dtype.ordered else b""))
+    if isinstance(dtype, np.dtype):
+        arr = np.asarray(column)
+        if dtype.hasobject:
+            return _combine("column", [_objects_node(arr, pd)], label)
+        return _combine("column", [_ndarray_node(arr, np)], label)
+    values = column.array
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return _combine("column", [_ndarray_node(np.asarray(values.asi8), np)], label)
+    masked = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
+    if isinstance(values, masked):
+        numpy_dtype = dtype.numpy_dtype
+        mask = np.asarray(values.isna(), dtype=bool)
+        filled = values.to_numpy(dtype=numpy_dtype, na_value=numpy_dtype.type(0))
+        return _combine("column", [_ndarray_node(mask, np), _ndarray_node(filled, np)], label)
+    return _combine("column", [_objects_node(np.asarray(values, dtype=object), pd)], label)
+
+
+def _objects_node(values: Any, pd: Any) -> _Node:
+    """Python objects in a column: strings fast, other plain values one by one."""
+    values = list(values)
+    hasher = _hasher()
+    hasher.update(_tag("mlrepro.objects/1"))
+    hasher.update(_u64(len(values)))
+    if all(type(v) is str for v in values):
+        encoded = [v.encode("utf-8", "surrogatepass") for v in values]
+        hasher.update(b"S")
+        hasher.update(struct.pack(f"<{len(encoded)}Q", *map(len, encoded)))
+        blob = b"".join(encoded)
+        hasher.update(blob)
+        return _Node(hasher.digest(), size=len(blob))
+    hasher.update(b"G")
+    size = 0
+    buffer = bytearray()
+    for value in values:
+        buffer += _object_bytes(value, pd)
+        if len(buffer) >= 1 << 20:
+            size += len(buffer)
+            hasher.update(buffer)
+            buffer.clear()
+    size += len(buffer)
+    hasher.update(buffer)
+    return _Node(hasher.digest(), size=size)
+
+
+def _object_bytes(value: Any, pd: Any) -> bytes:
+    def framed(tag: bytes, payload: bytes) -> bytes:
+        return tag + _u64(len(payload)) + payload
+
+    if value is None:
+        return b"N"
+    if pd is not None and value is pd.NA:
+        return b"A"
+    if pd is not None and value is pd.NaT:
+        return b"T"
+    if isinstance(value, bool):
+        return b"b1" if value else b"b0"
+    if isinstance(value, int):
+        return framed(b"i", str(value).encode())
+    if isinstance(value, float):
+        return b"f" + struct.pack("<d", value)
+    if isinstance(value, str):
+        return framed(b"s", value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, bytes):
+        return framed(b"y", value)
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.generic) and not isinstance(value, np.object_):
+        arr = np.asarray(value)
+        return framed(
+            b"g", _dtype_token(arr.dtype).encode() + b"|" + arr.astype(_little(arr.dtype)).tobytes()
+        )
+    if pd is not None and isinstance(value, (pd.Timestamp, pd.Timedelta)):
+        return framed(
+            b"t", f"{type(value).__name__}|{value.value}|{getattr(value, 'tz', None)}".encode()
+        )
+    import datetime
+    import decimal
+
+    if isinstance(value, (datetime.date, datetime.time, datetime.timedelta, decimal.Decimal)):
+        return framed(b"d", f"{type(value).__name__}|{value!r}".encode())
+    if isinstance(value, tuple):
+        return framed(b"(", b"".join(_object_bytes(v, pd) for v in value))
+    raise TypeError(
+        f"cannot fingerprint a {type(value).__qualname__} value in an object column: supported "
+        "values are str, bytes, int, float, bool, None/NA/NaT, numpy scalars, timestamps, "
+        "dates, decimals and tuples of these"
+    )
+
+
+# ---------------------------------------------------------------------------
+# files and directories
+
+
+def _path_node(path: str, ctx: _Context) -> tuple[str, _Node]:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise _path_error(exc, path) from None
+    if stat.S_ISREG(st.st_mode):
+        digest, size = _file_digests([(os.path.abspath(path), st)], ctx, st.st_size)[0]
+        ctx.files = 1
+        ctx.entries = [
+            FileEntry(os.path.basename(os.path.abspath(path)), size, PREFIX + digest.hex())
+        ]
+        return "file", _Node(digest, size=size)
+    if stat.S_ISDIR(st.st_mode):
+        return "directory", _directory_node(os.path.abspath(path), st, ctx)
+    raise OSError(errno.EINVAL, "not a regular file or directory (cannot fingerprint it)", path)
+
+
+def _path_error(exc: OSError, path: str) -> OSError:
+    """Keep the errno but always name the path the user gave or the file we stopped at."""
+    if exc.errno == errno.ELOOP:
+        return OSError(errno.ELOOP, "symlink loop (too many levels of symbolic links)", path)
+    return type(exc)(exc.errno, exc.strerror or str(exc), exc.filename or path)
+
+
+def _walk(root: str, root_st: os.stat_result) -> list[tuple[str, str, os.stat_result]]:
+    """(relative POSIX path, absolute path, stat) of every regular file; symlinks followed."""
+    found: list[tuple[str, str, os.stat_result]] = []
+    stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [
+        (root, "", frozenset({(root_st.st_dev, root_st.st_ino)}))
+    ]
+    while stack:
+        directory, prefix, ancestors = stack.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            raise _path_error(exc, directory) from None
+        for entry in entries:
+            relative = prefix + entry.name
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                if entry.is_symlink():
+                    raise OSError(errno.ENOENT, "broken symbolic link", entry.path) from None
+                raise
+            except OSError as exc:
+                raise _path_error(exc, entry.path) from None
+            if stat.S_ISREG(st.st_mode):
+                found.append((relative, entry.path, st))
+            elif stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:
+                    raise OSError(
+                        errno.ELOOP,
+                        "symlink loop (a folder links back to its ancestor)",
+                        entry.path,
+                    )
+                stack.append((entry.path, relative + "/", ancestors | {key}))
+            else:
+                raise OSError(
+                    errno.EINVAL,
+                    "not a regular file or directory (cannot fingerprint it)",
+                    entry.path,
+                )
+    return found
+
+
+def _directory_node(root: str, root_st: os.stat_result, ctx: _Context) -> _Node:
+    files = _walk(root, root_st)
+    files.sort(key=lambda f: os.fsencode(f[0]))
+    total = sum(st.st_size for _, _, st in files)
+    digests = _file_digests([(path, st) for _, path, st in files], ctx, total, tree=root)
+    hasher = _hasher()
+    hasher.update(_tag("mlrepro.dir/1"))
+    hasher.update(_u64(len(files)))
+    entries = []
+    size = 0
+    for (relative, _, _), (digest, length) in zip(files, digests, strict=True):
+        _frame(hasher, os.fsencode(relative))
+        hasher.update(_u64(length))
+        hasher.update(digest)
+        entries.append(FileEntry(relative, length, PREFIX + digest.hex()))
+        size += length
+    ctx.entries = entries
+    ctx.files = len(files)
+    return _Node(hasher.digest(), size=size)
+
+
+def _file_digests(
+    files: list[tuple[str, os.stat_result]], ctx: _Context, total: int, tree: str | None = None
+) -> list[tuple[bytes, int]]:
+    """(digest, size) per file, in order: from the cache when the stat key matches, else hashed."""
+    cache = ctx.cache
+    keys = [StatKey.of(st) for _, st in files]
+    results: list[tuple[bytes, int] | None] = [None] * len(files)
+    if cache is not None:
+        if tree is not None:
+            known = cache.lookup_tree(tree)
+            cached = [known.get(os.fsencode(path)) for path, _ in files]
+        else:
+            cached = [cache.lookup(path) for path, _ in files]
+        for i, hit in enumerate(cached):
+            if hit is not None and tuple(hit[:4]) == tuple(keys[i]):
+                results[i] = (hit.digest, keys[i].size)
+    progress = ctx.progress
+    if progress is not None:
+        done = sum(r[1] for r in results if r is not None)
+        progress(done, total)
+    missing = [i for i, r in enumerate(results) if r is None]
+    for i, result in _hash_files(
+        [files[i][0] for i in missing], missing, [keys[i].size for i in missing], progress, total
+    ):
+        results[i] = result
+    if cache is not None and missing:
+        cache.store(
+            (files[i][0], keys[i], results[i][0])  # type: ignore[index]
+            for i in missing
+            if results[i][1] == keys[i].size  # type: ignore[index]
+        )
+    return results  # type: ignore[return-value]
+
+
+def _hash_files(
+    paths: list[str], ids: list[int], sizes: list[int], progress: ProgressFn | None, total: int
+) -> Iterator[tuple[int, tuple[bytes, int]]]:
+    if not paths:
+        return
+    batches: list[list[int]] = [[]]
+    batch_bytes = 0
+    for n, size in enumerate(sizes):
+        if batches[-1] and (batch_bytes >= _BATCH_BYTES or len(batches[-1]) >= _BATCH_FILES):
+            batches.append([])
+            batch_bytes = 0
+        batches[-1].append(n)
+        batch_bytes += size
+
+    def run(batch: list[int]) -> list[tuple[int, tuple[bytes, int]]]:
+        return [(ids[n], hash_file(paths[n], progress, total)) for n in batch]
+
+    if len(batches) == 1:
+        yield from run(batches[0])
+        return
+    workers = min(len(batches), max(2, 2 * (os.cpu_count() or 2)), 16)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlrepro-hash") as pool:
+        for finished in pool.map(run, batches):
+            yield from finished
+
+
+def hash_file(path: str, progress: ProgressFn | None = None, total: int = 0) -> tuple[bytes, int]:
+    """(blake3 digest, bytes read) of one file; memory stays flat whatever its size."""
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size < MMAP_MIN:
+                data = handle.read()
+                hasher = blake3.blake3(data)
+                if progress is not None:
+                    progress(len(data), total)
+                return hasher.digest(), len(data)
+            hasher = _hasher()
+            offset = 0
+            while offset < size:
+                # Re-check before each window: touching pages past a truncated end
+                # would raise SIGBUS, so a file that shrinks mid-way is an error.
+                if os.fstat(handle.fileno()).st_size < offset + min(MMAP_WINDOW, size - offset):
+                    raise OSError(errno.EIO, "file shrank while it was being fingerprinted", path)
+                length = min(MMAP_WINDOW, size - offset)
+                window = mmap.mmap(handle.fileno(), length, access=mmap.ACCESS_READ, offset=offset)
+                try:
+                    view = memoryview(window)
+                    try:
+                        hasher.update(view)
+                    finally:
+                        view.release()
+                finally:
+                    window.close()
+                offset += length
+                if progress is not None:
+                    progress(length, total)
+            return hasher.digest(), size
+    except OSError as exc:
+        raise _path_error(exc, path) from None
+
+
+# ---------------------------------------------------------------------------
+# registry
+
+
 _registry: dict[str, dict[str, Any]] = {}
+_details: dict[str, FingerprintResult] = {}
+_listeners: list[Callable[[dict[str, Any]], None]] = []
 _lock = threading.Lock()
 
 
-def fingerprint(obj: Any) -> str:
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return "blake3:" + blake3.blake3(bytes(obj)).hexdigest()
-    if isinstance(obj, (str, Path)):
-        return "blake3:" + blake3.blake3(Path(obj).read_bytes()).hexdigest()
-    raise TypeError(f"cannot fingerprint {type(obj).__name__}")
+def track_data(
+    obj: Any,
+    name: str,
+    source: str | None = None,
+    *,
+    max_items: int | None = None,
+    use_cache: bool = True,
+) -> dict[str, Any]:
+    """Fingerprint `obj` and register it as an input of this process under `name`.
 
+    Both adapters log registered inputs; the manifest's `data` list holds them. A
+    second call with the same name replaces the first. Paths also get their DVC
+    version when DVC tracks them.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("track_data needs a non-empty name")
+    result = fingerprint_details(obj, max_items=max_items, use_cache=use_cache)
+    dvc = None
+    if isinstance(obj, (str, os.PathLike)):
+        from repro_common.dvc import dvc_record
 
-def track_data(obj: Any, name: str, source: str | None = None) -> dict[str, Any]:
-    item = {"name": name, "kind": "bytes", "fingerprint": fingerprint(obj), "source": source, "partial": False}
+        dvc = dvc_record(os.fspath(obj))
+        if source is None:
+            source = os.path.abspath(os.fspath(obj))
+    item = {
+        "name": name,
+        "kind": result.kind,
+        "fingerprint": result.fingerprint,
+        "size_bytes": result.size_bytes,
+        "files": result.files,
+        "source": source,
+        "partial": result.partial,
+        "dvc": dvc,
+    }
     with _lock:
+        _registry.pop(name, None)
         _registry[name] = item
-    return item
+        _details[name] = result
+        listeners = list(_listeners)
+    for listener in listeners:
+        try:
+            listener(dict(item))
+        except Exception as exc:  # a listener must never fail the user's call
+            warnings.warn(
+                f"mlrepro: data listener {getattr(listener, '__qualname__', listener)!s} failed for "
+                f"{name!r}: {type(exc).__name__}: {exc}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return dict(item)
 
 
 def collect_data(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The registered inputs, in registration order (the manifest's `data`)."""
     with _lock:
-        return [dict(v) for v in _registry.values()]
+        return [dict(item) for item in _registry.values()]
+
+
+def tracked_details(name: str) -> FingerprintResult | None:
+    """The full result of a tracked input, per-file listing included (for artifacts)."""
+    with _lock:
+        return _details.get(name)
+
+
+def add_listener(fn: Callable[[dict[str, Any]], None]) -> None:
+    """Call fn(item) after each track_data (the MLflow adapter logs datasets this way)."""
+    with _lock:
+        if fn not in _listeners:
+            _listeners.append(fn)
+
+
+def remove_listener(fn: Callable[[dict[str, Any]], None]) -> None:
+    with _lock:
+        if fn in _listeners:
+            _listeners.remove(fn)
+
+
+def clear_registry(listeners: bool = False) -> None:
+    """Forget tracked inputs (tests); listeners too when asked."""
+    with _lock:
+        _registry.clear()
+        _details.clear()
+        if listeners:
+            _listeners.clear()

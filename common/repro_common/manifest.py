@@ -42,8 +42,9 @@ VOLATILE_PATHS: tuple[str, ...] = (
     "seeds.source",
     "seeds.ranks",
 )
-# Per-item keys left out of the data digest (the fingerprint already covers content).
-VOLATILE_DATA_KEYS = ("source", "size_bytes", "files", "dvc")
+# Per-item keys left out of the data digest (the fingerprint already covers content;
+# `snapshot` says where a copy is stored, added by the production track or promotion).
+VOLATILE_DATA_KEYS = ("source", "size_bytes", "files", "dvc", "snapshot")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -143,7 +144,9 @@ class Manifest:
         """Build from a parsed document, keeping its recorded digest (see `digest_matches`)."""
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID:
             found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-            raise ManifestError(f"not an mlrepro manifest (schema {found!r}, expected {SCHEMA_ID!r})")
+            raise ManifestError(
+                f"not an mlrepro manifest (schema {found!r}, expected {SCHEMA_ID!r})"
+            )
         return cls(
             environment=doc.get("environment") or {},
             code=doc.get("code") or {},
@@ -183,4 +186,6 @@ def validate_document(doc: dict[str, Any]) -> None:
         jsonschema.validate(doc, schema())
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "<root>"
-        raise ManifestError(f"manifest does not follow {SCHEMA_ID} at {where}: {exc.message}") from exc
+        raise ManifestError(
+            f"manifest does not follow {SCHEMA_ID} at {where}: {exc.message}"
+        ) from exc

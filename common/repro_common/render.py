@@ -1,53 +1,210 @@
-"""Human-readable views of a manifest (rich, on stdout)."""
+"""Human-readable views (rich, on stdout): the reproducibility card, gate and diff tables."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro_common.manifest import Manifest
 
-
-def card_rows(manifest: Manifest) -> list[tuple[str, str, str]]:
-    """(section, field, value) rows for the reproducibility card."""
-    env, code, seeds = manifest.environment, manifest.code, manifest.seeds
-    py = env.get("python") or {}
-    os_info = env.get("os") or {}
-    packages = env.get("packages") or []
-    not_reinstallable = [p["name"] for p in packages if p.get("reinstallable") is False]
-    rows: list[tuple[str, str, str]] = [
-        ("record", "digest", manifest.digest),
-        ("record", "track", manifest.track),
-        ("environment", "digest", str(env.get("digest", "unknown"))),
-        ("environment", "python", f"{py.get('implementation', '?')} {py.get('version', '?')}"),
-        ("environment", "os", " ".join(str(os_info.get(k, "")) for k in ("system", "machine")).strip() or "unknown"),
-        ("environment", "packages", f"{len(packages)} installed"
-         + (f"; not reinstallable: {', '.join(not_reinstallable[:5])}" if not_reinstallable else "")),
-        ("code", "commit", str(code.get("commit") or f"none ({code.get('reason', 'unknown')})")),
-        ("code", "branch", str(code.get("branch") or "-")),
-        ("code", "dirty", _yes_no(code.get("dirty"))),
-        ("code", "entry point", " ".join([str(code.get("entry_point") or "-"), *code.get("argv", [])])),
-        ("seeds", "global", str(seeds.get("global") if seeds.get("global") is not None else "unseeded")),
-    ]
-    for item in manifest.data:
-        flag = " (partial)" if item.get("partial") else ""
-        rows.append(("data", str(item.get("name")), f"{item.get('fingerprint')}{flag}"))
-    for err in manifest.errors:
-        rows.append(("capture errors", str(err.get("collector")), str(err.get("error"))))
-    return rows
+if TYPE_CHECKING:
+    from repro_common.diff import RunDiff
+    from repro_common.gate import GateReport
 
 
 def _yes_no(value: Any) -> str:
     return {True: "yes", False: "no"}.get(value, "unknown")
 
 
-def print_card(manifest: Manifest, title: str = "mlrepro record") -> None:
+def _short(value: Any, width: int = 19) -> str:
+    text = str(value)
+    return text if len(text) <= width else text[:width] + "…"
+
+
+def card_rows(
+    manifest: Manifest, track: str | None = None, gates: list[GateReport] | None = None
+) -> list[tuple[str, str, str]]:
+    """(section, field, value) rows for the reproducibility card."""
+    env, code, seeds = manifest.environment, manifest.code, manifest.seeds
+    py = env.get("python") or {}
+    os_info = env.get("os") or {}
+    hw = env.get("hardware") or {}
+    packages = env.get("packages") or []
+    blocked = [p.get("name", "?") for p in packages if p.get("reinstallable") is False]
+    container = env.get("container") or {}
+    rows: list[tuple[str, str, str]] = [
+        ("record", "digest", manifest.digest),
+        ("record", "track", track or manifest.track),
+    ]
+    if manifest.capture.get("created_at"):
+        rows.append(("record", "captured", str(manifest.capture["created_at"])))
+    if manifest.capture.get("promoted_at"):
+        rows.append(("record", "promoted", str(manifest.capture["promoted_at"])))
+    os_text = " ".join(str(os_info.get(k) or "") for k in ("system", "release", "machine")).split()
+    rows += [
+        ("environment", "digest", str(env.get("digest", "unknown"))),
+        ("environment", "python", f"{py.get('implementation', '?')} {py.get('version', '?')}"),
+        ("environment", "os", " ".join(os_text) or "unknown"),
+    ]
+    if hw.get("cuda") or hw.get("gpus"):
+        gpus = ", ".join(
+            str(g.get("name", g) if isinstance(g, dict) else g) for g in hw.get("gpus") or []
+        )
+        rows.append(
+            (
+                "environment",
+                "cuda",
+                f"{hw.get('cuda') or '-'} (cuDNN {hw.get('cudnn') or '-'}) {gpus}",
+            )
+        )
+    if container.get("image") or container.get("in_container"):
+        rows.append(
+            ("environment", "container", str(container.get("image") or "yes (image unknown)"))
+        )
+    rows.append(
+        (
+            "environment",
+            "packages",
+            f"{len(packages)} installed"
+            + (f"; not reinstallable: {', '.join(blocked[:5])}" if blocked else ""),
+        )
+    )
+    commit = code.get("commit")
+    rows += [
+        ("code", "commit", str(commit or f"none ({code.get('reason') or 'unknown'})")),
+        ("code", "branch", str(code.get("branch") or "-")),
+        (
+            "code",
+            "dirty",
+            _yes_no(code.get("dirty"))
+            + (f" (diff {_short(code.get('diff_digest'))})" if code.get("dirty") else ""),
+        ),
+        (
+            "code",
+            "entry point",
+            " ".join([str(code.get("entry_point") or "-"), *code.get("argv", [])]),
+        ),
+    ]
+    global_seed = seeds.get("global")
+    seed_text = "unseeded" if global_seed is None else str(global_seed)
+    if global_seed is not None and seeds.get("source"):
+        seed_text += f" ({seeds['source']})"
+    rows.append(("seeds", "global", seed_text))
+    if seeds.get("derived"):
+        rows.append(
+            ("seeds", "derived", ", ".join(f"{k}={v}" for k, v in sorted(seeds["derived"].items())))
+        )
+    switches = seeds.get("determinism") or {}
+    if switches:
+        rows.append(
+            ("seeds", "determinism", ", ".join(f"{k}={v}" for k, v in sorted(switches.items())))
+        )
+    for item in manifest.data:
+        notes = []
+        if item.get("partial"):
+            notes.append("partial")
+        if (item.get("dvc") or {}).get("md5"):
+            notes.append(f"dvc md5 {item['dvc']['md5']}")
+        if item.get("snapshot"):
+            notes.append(f"snapshot {item['snapshot'].get('path')}")
+        suffix = f" [{'; '.join(notes)}]" if notes else ""
+        rows.append(("data", str(item.get("name")), f"{item.get('fingerprint')}{suffix}"))
+    for gate in gates or []:
+        verdict = "pass" if gate.passed else "FAIL: " + ", ".join(gate.failed)
+        if gate.passed and gate.advice:
+            verdict += f" (advice: {', '.join(gate.advice)})"
+        rows.append(("gate", gate.track, verdict))
+    for err in manifest.errors:
+        rows.append(("capture errors", str(err.get("collector")), str(err.get("error"))))
+    return rows
+
+
+def _console() -> Any:
     from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def print_card(
+    manifest: Manifest,
+    title: str = "mlrepro record",
+    track: str | None = None,
+    gates: list[GateReport] | None = None,
+) -> None:
     from rich.table import Table
 
     table = Table(title=title, show_lines=False, header_style="bold")
     table.add_column("section", style="cyan", no_wrap=True)
     table.add_column("field", no_wrap=True)
     table.add_column("value", overflow="fold")
-    for section, name, value in card_rows(manifest):
+    for section, name, value in card_rows(manifest, track, gates):
         table.add_row(section, name, value)
-    Console().print(table)
+    _console().print(table)
+
+
+def print_gate(report: GateReport) -> None:
+    from rich.table import Table
+
+    verdict = "[green]PASSED[/green]" if report.passed else "[red]FAILED[/red]"
+    table = Table(title=f"{report.track} gate for {report.run}: {verdict}", header_style="bold")
+    table.add_column("rule", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    for rule in report.rules:
+        if rule.passed:
+            result = "[green]pass[/green]"
+        elif rule.required:
+            result = "[red]FAIL[/red]"
+        else:
+            result = "[yellow]advice[/yellow]"
+        reason = rule.reason
+        if len(rule.details) > 1:
+            reason += "".join(f"\n  - {d}" for d in rule.details)
+        table.add_row(rule.name, result, reason)
+    _console().print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def print_diff(diff: RunDiff) -> None:
+    from rich.table import Table
+
+    console = _console()
+    if diff.identical:
+        console.print(
+            f"[green]identical[/green]: {diff.a} and {diff.b} share code, environment, seeds and data"
+        )
+    else:
+        console.print(
+            f"[red]differ[/red] in {', '.join(diff.differing_groups)}: {diff.a} vs {diff.b}"
+        )
+    for group in diff.differing_groups:
+        table = Table(title=group, header_style="bold", title_justify="left")
+        table.add_column("field", overflow="fold")
+        table.add_column("change", no_wrap=True)
+        table.add_column(_short(diff.a, 24), overflow="fold")
+        table.add_column(_short(diff.b, 24), overflow="fold")
+        for change in diff.groups[group]:
+            table.add_row(change.field, change.kind, _cell(change.a), _cell(change.b))
+        console.print(table)
+    changed = [m for m in diff.metrics if m.a != m.b]
+    if diff.metrics:
+        table = Table(title="metrics (outcomes)", header_style="bold", title_justify="left")
+        table.add_column("metric")
+        table.add_column(_short(diff.a, 24), justify="right")
+        table.add_column(_short(diff.b, 24), justify="right")
+        table.add_column("delta", justify="right")
+        for metric in diff.metrics:
+            delta = metric.delta
+            table.add_row(
+                metric.name,
+                _cell(metric.a),
+                _cell(metric.b),
+                "-" if delta is None else f"{delta:+.6g}",
+            )
+        console.print(table)
+        if not changed:
+            console.print("metrics: all equal")

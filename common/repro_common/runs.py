@@ -124,7 +124,9 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord:
     """Resolve RUN as the CLI documents it; raise RunNotFound with one clear line."""
     ref = ref.strip()
     if not ref:
-        raise RunNotFound("empty RUN: give an MLflow run id, runs:/<id>, a W&B run dir or a manifest.json")
+        raise RunNotFound(
+            "empty RUN: give an MLflow run id, runs:/<id>, a W&B run dir or a manifest.json"
+        )
     record = _load_manifest_file(ref)
     if record is not None:
         return record

@@ -1,3 +1,266 @@
-"""Commands filled in by their issue."""
+"""`mlrepro reproduce` (rebuild a run from its record and check the numbers) and `mlrepro init`."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from repro_common.cli import EXIT_FAIL, EXIT_OK, InputError, json_option, tracking_uri_option
+
+MAX_WARNINGS = 12
+
+
+class _Progress:
+    """A spinner that shows the current step and the last line of output (stderr, terminals only)."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self.status: Any = None
+        self.step = ""
+
+    def __enter__(self) -> _Progress:
+        if self.console.is_terminal and not self.quiet:
+            self.status = self.console.status("starting")
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+    def __call__(self, message: str) -> None:
+        """A new step: shown as the spinner's text, or as a plain line when not on a terminal."""
+        self.step = message
+        if self.status is not None:
+            self.status.update(f"[bold]{_escape(message)}")
+        elif not self.quiet:
+            self.console.print(f"mlrepro: {_escape(message)}", highlight=False)
+
+    def line(self, text: str) -> None:
+        """A line of a subprocess' output, under the current step."""
+        if self.status is not None:
+            self.status.update(f"[bold]{_escape(self.step)}[/] [dim]{_escape(text[-100:])}")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@click.command("reproduce")
+@click.argument("run", metavar="RUN")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to rebuild the run (default: ./repro-<run id>); must be new or empty.",
+)
+@click.option("--run", "execute", is_flag=True, help="Run it to a new tracked run and compare.")
+@click.option("--venv", is_flag=True, help="Install the pinned requirements in DIR/.venv first.")
+@click.option(
+    "--system-site-packages",
+    is_flag=True,
+    help="With --venv: let the venv see this interpreter's packages, so only missing or "
+    "mismatched pins are installed.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="T",
+    help="Metrics match when equal within T (absolute, or relative to the value); 0 is bitwise.",
+)
+@click.option(
+    "--ignore-metric",
+    multiple=True,
+    metavar="GLOB",
+    help="Leave matching metrics out of the comparison (repeatable). Clock and system "
+    "metrics (_*, system/*, *time*, *duration*, ...) are always left out.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="Stop the run after this long.",
+)
+@tracking_uri_option
+@json_option
+def reproduce_command(
+    run: str,
+    directory: Path | None,
+    execute: bool,
+    venv: bool,
+    system_site_packages: bool,
+    tolerance: float,
+    ignore_metric: tuple[str, ...],
+    timeout: float | None,
+    tracking_uri: str | None,
+    as_json: bool,
+) -> None:
+    """Rebuild RUN from its record alone and, with --run, check that its numbers come back.
+
+    DIR gets code/ (a clone at the recorded commit with the recorded diff applied),
+    requirements.txt (pinned), Dockerfile, the record (manifest.json) and
+    reproduce.sh, which sets the recorded seed and numerics variables and runs the
+    entry point with its argv. With --run the script runs to a new run tagged
+    repro.reproduces=<RUN> (same MLflow store), and inputs and final metrics are
+    compared. Exit 0 reproduced (or rebuilt, without --run), 1 not reproduced,
+    2 bad input or the record cannot be rebuilt.
+
+    \b
+    Examples:
+      mlrepro reproduce 3f2a9c41d0e8...            rebuild in ./repro-3f2a9c41d0e8
+      mlrepro reproduce runs:/3f2a9c41d0e8 --run   rebuild, rerun, compare exactly
+      mlrepro reproduce RUN --run --tolerance 1e-6 allow float noise
+      mlrepro reproduce RUN --venv --run           in a fresh venv with the pinned packages
+      mlrepro reproduce wandb/offline-run-20250101_120000-abc123 --run
+      mlrepro reproduce repro/manifest.json --dir /tmp/rebuilt
+      bash repro-3f2a9c41d0e8/reproduce.sh          rerun by hand later
+    """
+    from repro_common import reproduce as rp
+    from repro_common.runs import RunNotFound, load_run
+
+    try:
+        record = load_run(run, tracking_uri)
+    except RunNotFound as exc:
+        raise InputError(str(exc)) from exc
+    target = directory if directory is not None else rp.default_dir(record)
+    report: dict[str, Any] = {"run": run, "dir": str(target.resolve())}
+    warnings: list[str] = []
+    with _Progress(quiet=as_json) as progress:
+        try:
+            ws = rp.materialise(record, target, tracking_uri, step=progress)
+            warnings += ws.warnings
+            report["cloned_from"] = ws.cloned_from
+            if venv:
+                result = rp.create_venv(ws, system_site_packages, on_line=progress.line)
+                report["not_pinned"] = [{"package": p, "reason": r} for p, r in result.not_pinned]
+                report["installed_from_checkout"] = result.installed_from_checkout
+                warnings += [f"not pinned: {p} ({r})" for p, r in result.not_pinned]
+            else:
+                warnings += [f"package mismatch: {m}" for m in rp.package_mismatches(ws.manifest)]
+        except rp.ReproduceError as exc:
+            raise InputError(str(exc)) from exc
+        report["warnings"] = warnings
+        report["script"] = str(ws.script)
+        if not as_json:
+            _print_materialised(ws, warnings, venv)
+        if not execute:
+            if as_json:
+                click.echo(json.dumps(report, indent=2))
+            return
+        progress("checking inputs")
+        before = rp.check_inputs(ws, step=progress)
+        changed = [c for c in before if c.ok is False]
+        if changed:
+            names = ", ".join(f"{c.name} ({c.note})" for c in changed)
+            verdict = rp.Verdict(False, f"inputs changed before the run: {names}", before)
+        else:
+            progress(f"running {ws.script.name} (log: {rp.LOG})")
+            outcome = rp.run_script(ws, timeout=timeout, on_line=progress.line)
+            progress("finding the new run")
+            new = rp.find_reproduction(ws, outcome.started_at, tracking_uri)
+            ignore = rp.DEFAULT_IGNORED_METRICS + tuple(ignore_metric)
+            verdict = rp.compare(ws, outcome, new, tolerance, ignore)
+            report["seconds"] = round(outcome.seconds, 3)
+            if outcome.returncode != 0 and not as_json:
+                click.echo("\n".join(outcome.tail[-10:]), err=True)
+    report["verdict"] = verdict.to_dict()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_verdict(record.ref, verdict)
+    raise click.exceptions.Exit(EXIT_OK if verdict.reproduced else EXIT_FAIL)
+
+
+def _print_materialised(ws: Any, warnings: list[str], venv: bool) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+    code = ws.manifest.code
+    console.print(
+        f"[bold]Rebuilt[/] {ws.record.kind} run {ws.reproduces} in [cyan]{ws.root}[/]\n"
+        f"  code/              commit {str(code.get('commit'))[:10]} from {ws.cloned_from}"
+        + (" + recorded diff" if code.get("dirty") else "")
+        + "\n  requirements.txt   pinned packages"
+        + ("  (installed in .venv)" if venv else "")
+        + "\n  Dockerfile         docker build -t repro . && docker run --rm repro"
+        + f"\n  reproduce.sh       bash {ws.script}"
+    )
+    if warnings:
+        console.print(f"[yellow]{len(warnings)} warning(s):[/]")
+        for line in warnings[:MAX_WARNINGS]:
+            console.print(f"  [yellow]![/] {_escape(line)}")
+        if len(warnings) > MAX_WARNINGS:
+            console.print(f"  ... and {len(warnings) - MAX_WARNINGS} more (--json lists all)")
+
+
+def _print_verdict(ref: str, verdict: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    marks = {True: "[green]same[/]", False: "[red]DIFFERS[/]", None: "[dim]info[/]"}
+    table = Table(title=f"reproduction of {ref}", header_style="bold")
+    for column in ("what", "name", "original", "reproduced", "result", "note"):
+        table.add_column(column, overflow="fold")
+    for check in verdict.checks:
+        table.add_row(
+            check.section,
+            _escape(check.name),
+            _escape(check.original),
+            _escape(check.reproduced),
+            marks[check.ok],
+            _escape(check.note),
+        )
+    console = Console()
+    if verdict.checks:
+        console.print(table)
+    colour, word = ("green", "REPRODUCED") if verdict.reproduced else ("red", "NOT REPRODUCED")
+    console.print(f"[bold {colour}]{word}[/]: {_escape(verdict.reason)}", highlight=False)
+
+
+@click.command("init")
+@click.argument("name", metavar="NAME")
+@click.option("--wandb", "with_wandb", is_flag=True, help="Also log to W&B (offline by default).")
+def init_command(name: str, with_wandb: bool) -> None:
+    """Create an experiment project ready for both tracks in the new folder NAME.
+
+    It holds train.py (seed_everything, track_data, MLflow autolog on a Lightning
+    model, and with --wandb the W&B callback), data/, pinned requirements.txt, a
+    Dockerfile, a Makefile (train, check, reproduce, register) and a CI workflow
+    that runs `mlrepro check --track production` before registering the model.
+
+    \b
+    Examples:
+      mlrepro init churn-model
+      mlrepro init churn-model --wandb
+      cd churn-model && git add -A && git commit -m start && make train check
+    """
+    from repro_common.template import TemplateError, create_project
+
+    try:
+        written = create_project(Path(name), with_wandb=with_wandb)
+    except TemplateError as exc:
+        raise InputError(str(exc)) from exc
+    click.echo(f"Created {name}/ with {len(written)} files:")
+    for path in written:
+        click.echo(f"  {path}")
+    click.echo(
+        f"\nNext:\n  cd {name}\n  git add -A && git commit -m 'Start {name}'\n"
+        "  make train      # a tracked, seeded run on the production track\n"
+        "  make check      # the gate CI runs before registration\n"
+        "  make reproduce  # rebuild the last run from its record and compare"
+    )
+
+
+COMMANDS = [reproduce_command, init_command]

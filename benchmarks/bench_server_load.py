@@ -1,0 +1,129 @@
+"""Runs per second on a shared team server, 16 processes at once, with the plugin vs MLREPRO_DISABLE=1.
+
+The deployment is the one the team tests start: PostgreSQL backend store, moto S3
+artifact destination, `mlflow server` in front (artifacts proxied). Each round starts
+N worker processes; each imports mlflow, sets its seed, registers a data shard and
+waits at a start line; the clock starts when all are released and stops when the last
+one has exited, so it covers the plugin's capture (unless the background prefetch had
+finished by then, as it usually has in real scripts), its tags, its `repro/` uploads
+and the wait for them at exit. Modes alternate round by round on the same server;
+the ratio of medians is printed (target >= 0.95).
+
+    .venv/bin/python benchmarks/bench_server_load.py [--processes 16] [--runs 4] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.git import make_repo  # noqa: E402
+from support.mlflow_server import mlflow_server  # noqa: E402
+from support.postgres import missing_reason, postgres_cluster  # noqa: E402
+from support.procs import clean_env  # noqa: E402
+from support.s3 import moto_s3  # noqa: E402
+
+WORKER = """\
+import os
+import sys
+import time
+
+import mlflow
+import repro_common
+
+worker, runs, experiment, go = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+shard = f"shard-{worker}.bin"
+with open(shard, "wb") as handle:
+    handle.write(f"rows of worker {worker}\\n".encode() * 512)
+repro_common.seed_everything(1000 + worker)
+repro_common.track_data(shard, name="shard")
+mlflow.set_experiment(experiment)
+open(f"ready-{worker}", "w").close()
+while not os.path.exists(go):
+    time.sleep(0.005)
+for index in range(runs):
+    with mlflow.start_run():
+        mlflow.log_params({"worker": worker, "index": index})
+        for step in range(3):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+"""
+
+
+def one_round(repo: Path, url: str, experiment: str, processes: int, runs: int, disabled: bool) -> float:
+    """Seconds from the start line to the last worker's exit."""
+    for stale in [*repo.glob("ready-*"), repo / "go.flag"]:
+        stale.unlink(missing_ok=True)
+    env = clean_env(MLFLOW_TRACKING_URI=url, **({"MLREPRO_DISABLE": "1"} if disabled else {}))
+    go = repo / "go.flag"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "worker.py", str(w), str(runs), experiment, str(go)],
+            cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for w in range(processes)
+    ]
+    while not all((repo / f"ready-{w}").exists() for w in range(processes)):
+        failed = [p for p in procs if p.poll() not in (None, 0)]
+        if failed:
+            raise SystemExit(f"a worker failed before the start line:\n{failed[0].communicate()[1][-3000:]}")
+        time.sleep(0.05)
+    time.sleep(1.0)  # let import-time background work settle, as it would while a script loads data
+    start = time.perf_counter()
+    go.touch()
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(f"a worker failed:\n{err[-3000:]}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=4, help="runs per process")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per mode (alternated)")
+    args = parser.parse_args()
+    reason = missing_reason()
+    if reason:
+        raise SystemExit(f"cannot start PostgreSQL: {reason}")
+
+    with tempfile.TemporaryDirectory(prefix="mlrepro-bench-") as tmp:
+        work = Path(tmp)
+        repo = make_repo(work / "project", {"worker.py": WORKER, ".gitignore": "shard-*\nready-*\ngo.flag\n"})
+        with postgres_cluster() as db_uri, moto_s3(work / "s3") as s3:
+            server_env = {**s3.env, "AWS_MAX_ATTEMPTS": "2"}
+            with mlflow_server(work / "server", backend_uri=db_uri, artifacts_destination=s3.uri("artifacts"), extra_env=server_env) as url:
+                from mlflow.tracking import MlflowClient
+
+                client = MlflowClient(tracking_uri=url)
+                times: dict[str, list[float]] = {"plugin": [], "disabled": []}
+                # Warm-up round (server caches, connection pools, first S3 client), not counted.
+                client.create_experiment("warmup")
+                one_round(repo, url, "warmup", args.processes, 1, disabled=False)
+                for number in range(args.rounds):
+                    for mode in ("plugin", "disabled") if number % 2 == 0 else ("disabled", "plugin"):
+                        experiment = f"load-{mode}-{number}"
+                        client.create_experiment(experiment)
+                        seconds = one_round(repo, url, experiment, args.processes, args.runs, disabled=mode == "disabled")
+                        made = len(client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=10000))
+                        assert made == args.processes * args.runs, f"{made} runs, expected {args.processes * args.runs}"
+                        times[mode].append(seconds)
+                        print(f"round {number} {mode:8s} {seconds:6.2f}s  {made / seconds:6.2f} runs/s", flush=True)
+
+    total = args.processes * args.runs
+    rate = {mode: total / statistics.median(values) for mode, values in times.items()}
+    print(f"processes={args.processes} runs/process={args.runs} rounds/mode={args.rounds}")
+    print(f"plugin:   {rate['plugin']:.2f} runs/s (median)")
+    print(f"disabled: {rate['disabled']:.2f} runs/s (median)")
+    print(f"ratio plugin/disabled: {rate['plugin'] / rate['disabled']:.3f} (target >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Per-file digest cache, so re-fingerprinting an unchanged folder costs only `stat` calls.
+
+Keyed like DVC's state database: a digest is reused only while the file's
+(path, device, inode, size, mtime_ns) are all unchanged. SQLite in WAL mode lets
+several processes (DataLoader workers, parallel jobs) read and write at once.
+A cache is an optimisation, never a dependency: a corrupt or unwritable one is
+ignored with one warning and everything is hashed afresh.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+CACHE_FILE = "fingerprints-v1.sqlite3"
+# A file modified this recently may change again within the same mtime tick
+# (1-2 s on some filesystems) without its key changing: hash it, do not cache it
+# (the "racy git" rule).
+RACY_WINDOW_NS = 2_000_000_000
+_BUSY_TIMEOUT_S = 15.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS file_digests (
+    path BLOB PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    digest BLOB NOT NULL
+) WITHOUT ROWID
+"""
+
+
+class CachedDigest(NamedTuple):
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    digest: bytes
+
+
+class StatKey(NamedTuple):
+    """What must be unchanged for a cached digest to be trusted."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> StatKey:
+        return cls(_i64(st.st_dev), _i64(st.st_ino), st.st_size, st.st_mtime_ns)
+
+
+def _i64(value: int) -> int:
+    """SQLite integers are signed 64-bit; some filesystems hand out larger inode numbers."""
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get("MLREPRO_CACHE_DIR", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("mlrepro", appauthor=False))
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(key: str, message: str) -> None:
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+class FingerprintCache:
+    """One SQLite file of per-file digests; every failure disables it instead of raising."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / CACHE_FILE
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._disabled = False
+        self._readonly = False
+
+    # -- connection -------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection | None:
+        if self._disabled:
+            return None
+        if self._conn is not None:
+            return self._conn
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(self.path),
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                self._retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self._retry_locked(lambda: conn.execute(_SCHEMA))
+                conn.execute("SELECT 1 FROM file_digests LIMIT 1").fetchall()
+            except Exception:
+                conn.close()
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            self._fail(exc)
+            return None
+        self._conn = conn
+        return conn
+
+    @staticmethod
+    def _retry_locked(fn):  # type: ignore[no-untyped-def]
+        """Switching to WAL or creating the table races with other processes at first use."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._disabled = True
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+        _warn_once(
+            str(self.path),
+            f"mlrepro: fingerprint cache {self.path} is unusable ({type(exc).__name__}: {exc}); "
+            "continuing without it (delete the file to rebuild it, or set MLREPRO_CACHE_DIR)",
+        )
+
+    def _fail_write(self, exc: BaseException) -> None:
+        self._readonly = True
+        _warn_once(
+            str(self.path) + ":write",
+            f"mlrepro: cannot write fingerprint cache {self.path} ({type(exc).__name__}: {exc}); "
+            "digests are computed but not cached",
+        )
+
+    # -- reads ------------------------------------------------------------
+    def lookup(self, path: str) -> CachedDigest | None:
+        with self._lock:
+            conn = self._connection()
+            if conn is None:
+                return None
+            try:
+                row = conn.execute(
+                    "SELECT dev, ino, size, mtime_ns, digest FROM file_digests WHERE path = ?",
+                    (os.fsencode(path),),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                self._fail(exc)
+                return None
+        return CachedDigest(*row) if row else None
+
+    def lookup_tree(self, root: str) -> dict[bytes, CachedDigest]:
+        """Every cached entry under the folder `root`, in one range scan (keys: fsencoded paths)."""
+        prefix = os.fsencode(os.path.join(root, ""))
+        upper = prefix[:-1] + bytes([prefix[-1] + 1])
+        with self._lock:
+            conn = self._connection()
+            if conn is None:
+                return {}
+            try:
+                rows = conn.execute(
+                    "SELECT path, dev, ino, size, mtime_ns, digest FROM file_digests "
+                    "WHERE path >= ? AND path < ?",
+                    (prefix, upper),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                self._fail(exc)
+                return {}
+        return {row[0]: CachedDigest(*row[1:]) for row in rows}
+
+    # -- writes -----------------------------------------------------------
+    def store(self, entries: Iterable[tuple[str, StatKey, bytes]]) -> int:
+        """Remember digests of files that were not modified within the racy window."""
+        now = time.time_ns()
+        rows = [
+            (os.fsencode(path), key.dev, key.ino, key.size, key.mtime_ns, digest)
+            for path, key, digest in entries
+            if now - key.mtime_ns > RACY_WINDOW_NS
+        ]
+        if not rows or self._readonly:
+            return 0
+        with self._lock:
+            conn = self._connection()
+            if conn is None:
+                return 0
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO file_digests "
+                        "(path, dev, ino, size, mtime_ns, digest) VALUES (?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):
+                    self._fail_write(exc)
+                else:
+                    self._fail(exc)
+                return 0
+        return len(rows)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except sqlite3.Error:
+                    pass
+                self._conn = None
+
+
+_caches: dict[tuple[int, str], FingerprintCache] = {}
+_caches_lock = threading.Lock()
+
+
+def open_cache(use_cache: bool = True) -> FingerprintCache | None:
+    """The cache for the current MLREPRO_CACHE_DIR (one per process and folder), or None."""
+    if not use_cache:
+        return None
+    directory = default_cache_dir()
+    key = (os.getpid(), str(directory))
+    with _caches_lock:
+        cache = _caches.get(key)
+        if cache is None:
+            cache = _caches[key] = FingerprintCache(directory)
+    return cache

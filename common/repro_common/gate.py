@@ -1,0 +1,343 @@
+"""The completeness gate CI runs before model registration: named rules, each pass/fail with a reason.
+
+Rules: manifest (present, schema-valid, untampered, matching the run's digest tag),
+code, environment, seeds, data. On the exploratory track only `manifest` is
+required; the others are still reported, as advice. Pure over a RunRecord: it
+reads what the record and its stored files say and imports no tracker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from repro_common.manifest import TRACKS, Manifest, ManifestError
+
+if TYPE_CHECKING:
+    from repro_common.runs import RunRecord
+
+RULES = ("manifest", "code", "environment", "seeds", "data")
+DIGEST_TAG = "repro.manifest.digest"
+FINGERPRINT = re.compile(r"^blake3:[0-9a-f]{64}$")
+REINSTALLABLE_SOURCES = ("index", "vcs")
+
+
+@dataclass
+class RuleResult:
+    name: str
+    passed: bool
+    reason: str
+    required: bool = True
+    details: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "required": self.required,
+            "reason": self.reason,
+            "details": list(self.details),
+        }
+
+
+@dataclass
+class GateReport:
+    run: str
+    track: str
+    rules: list[RuleResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(rule.passed for rule in self.rules if rule.required)
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the required rules that failed, in rule order."""
+        return [rule.name for rule in self.rules if rule.required and not rule.passed]
+
+    @property
+    def advice(self) -> list[str]:
+        """Rules that fail but are not required on this track."""
+        return [rule.name for rule in self.rules if not rule.required and not rule.passed]
+
+    def rule(self, name: str) -> RuleResult:
+        return next(rule for rule in self.rules if rule.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "track": self.track,
+            "passed": self.passed,
+            "failed": self.failed,
+            "rules": [rule.to_dict() for rule in self.rules],
+        }
+
+    def summary(self) -> str:
+        """One line: what CI logs and what require_reproducible raises."""
+        if self.passed:
+            return f"{self.run}: passes the {self.track} gate"
+        reasons = "; ".join(
+            f"{r.name}: {r.reason}" for r in self.rules if r.required and not r.passed
+        )
+        return f"{self.run}: fails the {self.track} gate ({reasons})"
+
+
+def stored_artifacts(record: RunRecord) -> set[str]:
+    """The run's stored files under `repro/`, as `repro/...` paths, whatever the source."""
+    if record.kind == "manifest" and record.location:
+        folder = Path(record.location).parent
+        return {
+            "repro/" + p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
+        }
+    try:
+        names = record.list_artifacts("repro")
+    except Exception:
+        return set()
+    return {name for name in names if name.startswith("repro/")}
+
+
+def manifest_rule(record: RunRecord) -> RuleResult:
+    manifest = record.manifest
+    if manifest is None:
+        return RuleResult(
+            "manifest", False, record.manifest_error or "no repro/manifest.json in the run"
+        )
+    try:
+        manifest.validate()
+    except ManifestError as exc:
+        return RuleResult("manifest", False, str(exc))
+    if not manifest.digest_matches():
+        return RuleResult(
+            "manifest",
+            False,
+            f"tampered: the content no longer matches its digest {manifest.digest[:19]}… "
+            "(manifest.json was edited after capture)",
+        )
+    if record.kind == "manifest":
+        return RuleResult(
+            "manifest", True, "schema-valid; digest matches content (file: no run tag)"
+        )
+    tagged = (record.tags or {}).get(DIGEST_TAG)
+    if not tagged:
+        return RuleResult(
+            "manifest", False, f"the run has no {DIGEST_TAG} tag to check the manifest against"
+        )
+    if tagged != manifest.digest:
+        return RuleResult(
+            "manifest",
+            False,
+            f"tampered: manifest digest {manifest.digest[:19]}… differs from the run's "
+            f"{DIGEST_TAG} tag {tagged[:19]}…",
+        )
+    return RuleResult(
+        "manifest", True, f"schema-valid; digest {manifest.digest[:19]}… matches content and tag"
+    )
+
+
+def code_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
+    code = manifest.code
+    commit = code.get("commit")
+    if not commit:
+        why = code.get("reason") or "not a git checkout"
+        return RuleResult("code", False, f"no commit recorded ({why})")
+    short = str(commit)[:12]
+    dirty = code.get("dirty")
+    if dirty is False:
+        return RuleResult("code", True, f"clean tree at {short}")
+    if dirty is None:
+        return RuleResult("code", False, f"commit {short} but the dirty state is unknown")
+    if code.get("diff_truncated"):
+        return RuleResult(
+            "code",
+            False,
+            f"uncommitted changes on {short} are too large to store in full: commit them",
+        )
+    if artifacts is None:
+        return RuleResult(
+            "code", True, f"uncommitted changes on {short}; the diff is stored with the run"
+        )
+    if "repro/code.diff" in artifacts:
+        return RuleResult(
+            "code", True, f"uncommitted changes on {short}; diff stored as repro/code.diff"
+        )
+    return RuleResult(
+        "code", False, f"uncommitted changes on {short} and no repro/code.diff stored"
+    )
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _own_checkout(package: dict[str, Any], code: dict[str, Any]) -> bool:
+    """An editable install of the run's own checkout: the code record (commit + diff) rebuilds it."""
+    url, root = str(package.get("url") or ""), code.get("root")
+    if not (package.get("editable") and url.startswith("file://") and root and code.get("commit")):
+        return False
+    installed = Path(url[len("file://") :]).resolve()
+    checkout = Path(str(root)).resolve()
+    return installed == checkout or checkout in installed.parents
+
+
+def _reinstallable(package: dict[str, Any]) -> bool:
+    if "reinstallable" in package:
+        return bool(package["reinstallable"])
+    return package.get("source") in REINSTALLABLE_SOURCES and bool(package.get("version"))
+
+
+def environment_rule(
+    manifest: Manifest, artifacts: set[str] | None, allow_packages: Iterable[str] = ()
+) -> RuleResult:
+    from repro_common.spec import python_base_image
+
+    allowed = {_canonical(name) for name in allow_packages}
+    packages = manifest.environment.get("packages") or []
+    blocked, problems, notes = [], [], []
+    if not packages:
+        problems.append("no installed packages recorded")
+    for package in packages:
+        name = str(package.get("name"))
+        if _reinstallable(package):
+            continue
+        if _own_checkout(package, manifest.code):
+            notes.append(f"{name} is the run's own checkout (rebuilt from the code record)")
+        elif _canonical(name) in allowed:
+            notes.append(f"{name} waived ({package.get('reason') or package.get('source')})")
+        else:
+            why = package.get("reason") or f"{package.get('source', 'unknown')} install"
+            blocked.append(f"{name} {package.get('version') or '?'} cannot be reinstalled: {why}")
+    if python_base_image(manifest) is None:
+        problems.append("no Python version recorded: no environment spec can be built")
+    elif artifacts is not None:
+        missing = [f for f in ("repro/requirements.txt", "repro/Dockerfile") if f not in artifacts]
+        if missing:
+            problems.append(
+                f"no environment spec stored ({', '.join(missing)} missing): "
+                "run on the production track or `mlrepro promote RUN`"
+            )
+    if blocked or problems:
+        parts = []
+        if blocked:
+            names = ", ".join(line.split(" ", 1)[0] for line in blocked[:5])
+            more = "…" if len(blocked) > 5 else ""
+            parts.append(
+                f"{len(blocked)} package(s) cannot be reinstalled from their record: {names}{more}"
+            )
+        parts += problems
+        return RuleResult(
+            "environment", False, "; ".join(parts), details=blocked + problems + notes
+        )
+    spec = "environment spec stored" if artifacts is not None else "environment spec will be stored"
+    reason = f"all {len(packages)} packages reinstallable; {spec}"
+    if notes:
+        reason += f" ({'; '.join(notes)})"
+    return RuleResult("environment", True, reason, details=notes)
+
+
+def seeds_rule(manifest: Manifest) -> RuleResult:
+    seeds = manifest.seeds
+    details = []
+    if seeds.get("global") is None:
+        details.append("no global seed recorded: call seed_everything(SEED) or set MLREPRO_SEED")
+    switches = seeds.get("determinism") or {}
+    if not isinstance(switches, dict) or not switches:
+        details.append("determinism switches not recorded")
+    if details:
+        return RuleResult("seeds", False, "; ".join(details), details=details)
+    source = seeds.get("source")
+    return RuleResult(
+        "seeds",
+        True,
+        f"global seed {seeds['global']}"
+        + (f" ({source})" if source else "")
+        + f"; {len(switches)} determinism switches recorded",
+    )
+
+
+def _snapshot_stored(item: dict[str, Any], artifacts: set[str]) -> bool:
+    from repro_common.tracks import snapshot_prefix
+
+    prefix = f"repro/{snapshot_prefix(str(item.get('name')))}/"
+    stored = sum(1 for name in artifacts if name.startswith(prefix))
+    expected = (item.get("snapshot") or {}).get("files")
+    if isinstance(expected, int):
+        return stored >= expected and (stored > 0 or expected == 0)
+    return stored > 0
+
+
+def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
+    from repro_common.tracks import plan_snapshot
+
+    inputs = manifest.data
+    if not inputs:
+        return RuleResult("data", True, "no tracked inputs")
+    details = []
+    for item in inputs:
+        name = item.get("name")
+        if not FINGERPRINT.match(str(item.get("fingerprint") or "")):
+            details.append(f"{name!r} has no full-content fingerprint")
+        elif item.get("partial"):
+            details.append(f"{name!r} was only partly fingerprinted (partial)")
+        elif (item.get("dvc") or {}).get("md5"):
+            continue
+        elif artifacts is None:
+            plan = plan_snapshot(item, manifest)
+            if not plan.retrievable:
+                details.append(plan.reason)
+        elif not _snapshot_stored(item, artifacts):
+            details.append(f"{name!r} has no DVC reference and no snapshot in repro/data/")
+    if details:
+        reason = (
+            details[0]
+            if len(details) == 1
+            else f"{len(details)} inputs not retrievable: {details[0]}; …"
+        )
+        return RuleResult("data", False, reason, details=details)
+    return RuleResult("data", True, f"{len(inputs)} input(s) fingerprinted and retrievable")
+
+
+def evaluate(
+    manifest: Manifest,
+    track: str,
+    artifacts: set[str] | None,
+    allow_packages: Iterable[str] = (),
+) -> list[RuleResult]:
+    """The content rules for a record; `artifacts=None` judges as at run start (nothing stored yet)."""
+    if track not in TRACKS:
+        raise ValueError(f"unknown track {track!r}: choose one of {', '.join(TRACKS)}")
+    rules = [
+        code_rule(manifest, artifacts),
+        environment_rule(manifest, artifacts, allow_packages),
+        seeds_rule(manifest),
+        data_rule(manifest, artifacts),
+    ]
+    for rule in rules:
+        rule.required = track == "production"
+    return rules
+
+
+def check_run(
+    record: RunRecord, track: str | None = None, allow_packages: Iterable[str] = ()
+) -> GateReport:
+    """Judge one run for `track` (default: the track the run is on).
+
+    `allow_packages` waives the reinstallability of the named distributions (a
+    reviewed exception, e.g. an internal wheel); the rule's reason names them.
+    """
+    from repro_common.tracks import run_track
+
+    chosen = track or run_track(record)
+    if chosen not in TRACKS:
+        raise ValueError(f"unknown track {chosen!r}: choose one of {', '.join(TRACKS)}")
+    rules = [manifest_rule(record)]
+    if record.manifest is not None:
+        rules += evaluate(record.manifest, chosen, stored_artifacts(record), allow_packages)
+    else:
+        rules += [
+            RuleResult(name, False, "no manifest to check", required=chosen == "production")
+            for name in RULES[1:]
+        ]
+    return GateReport(run=record.run_id or record.ref, track=chosen, rules=rules)

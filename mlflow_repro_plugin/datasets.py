@@ -1,0 +1,109 @@
+"""Tracked inputs in the run's **Datasets** panel: our fingerprint as digest, the path/URI as source.
+
+Inputs tracked before the run starts are in its manifest and are logged by the
+uploader; inputs tracked while a fluent run is active reach us through the core's
+data listener, and are logged (and added to the run's record) in the background.
+MLflow allows 36 characters of digest, so the digest is a prefix of our hex; the
+full fingerprint is in the dataset profile, the `repro.data.<name>` tag and the
+manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import Any
+from urllib.parse import urlparse
+
+MAX_DIGEST = 36  # mlflow.utils.validation.MAX_DATASET_DIGEST_SIZE
+MAX_NAME = 500  # mlflow.utils.validation.MAX_DATASET_NAME_SIZE
+_installed = False
+_install_lock = threading.Lock()
+
+
+def digest_of(fingerprint: str) -> str:
+    """`blake3:<hex>` -> the first 36 hex characters."""
+    return fingerprint.split(":", 1)[-1][:MAX_DIGEST]
+
+
+def source_of(item: dict[str, Any]) -> tuple[str, str]:
+    """(source_type, source JSON) in the shapes MLflow's own dataset sources use."""
+    source = item.get("source")
+    if isinstance(source, str) and source:
+        scheme = urlparse(source).scheme.lower()
+        if scheme in ("http", "https"):
+            return "http", json.dumps({"url": source})
+        if scheme in ("", "file") or len(scheme) == 1:  # a Windows drive letter is a path
+            return "local", json.dumps({"uri": source})
+        return scheme, json.dumps({"uri": source})
+    return "code", json.dumps({"tags": {"repro.kind": str(item.get("kind") or "object")}})
+
+
+def dataset_input(item: dict[str, Any]) -> Any:
+    """The MLflow entity for one tracked input (its profile holds the full fingerprint)."""
+    from mlflow.entities import Dataset, DatasetInput
+
+    source_type, source = source_of(item)
+    profile = {k: item[k] for k in ("fingerprint", "kind", "size_bytes", "files", "partial") if k in item}
+    dataset = Dataset(
+        name=str(item.get("name"))[:MAX_NAME],
+        digest=digest_of(str(item.get("fingerprint") or "")),
+        source_type=source_type,
+        source=source,
+        profile=json.dumps(profile, sort_keys=True, default=str),
+    )
+    return DatasetInput(dataset=dataset, tags=[])
+
+
+def log_items(client: Any, run_id: str, items: list[dict[str, Any]], deadline: float) -> None:
+    """Log `items` as the run's inputs; a failure is one warning, never an exception."""
+    from mlflow_repro_plugin.uploader import retry, warn_once
+
+    try:
+        inputs = [dataset_input(item) for item in items if item.get("name") and item.get("fingerprint")]
+        if inputs:
+            retry(lambda: client.log_inputs(run_id, datasets=inputs), deadline)
+    except Exception as exc:
+        warn_once("datasets", "mlrepro could not log tracked inputs to MLflow run %s: %r", run_id, exc)
+
+
+def on_track(item: dict[str, Any]) -> None:
+    """Core data listener: an input tracked while a fluent run is active joins that run."""
+    from mlflow_repro_plugin.provider import CAPTURE_ID_TAG, disabled
+    from mlflow_repro_plugin.uploader import UploadJob, schedule
+
+    mlflow = sys.modules.get("mlflow")
+    if disabled() or mlflow is None:
+        return
+    run = mlflow.active_run()
+    if run is None:
+        return
+    from mlflow.tracking import MlflowClient
+
+    tags = run.data.tags
+    schedule(
+        UploadJob(
+            capture_id=tags.get(CAPTURE_ID_TAG, ""),
+            manifest=None,
+            client=MlflowClient(),
+            run_id=run.info.run_id,
+            refresh_items=[dict(item)],
+            track=tags.get("repro.track"),
+        )
+    )
+
+
+def install() -> None:
+    """Register `on_track` with the core once (a no-op on a core without listeners)."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        from repro_common import data
+
+        add_listener = getattr(data, "add_listener", None)
+        if add_listener is None:
+            return
+        add_listener(on_track)
+        _installed = True

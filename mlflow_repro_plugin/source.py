@@ -1,0 +1,166 @@
+"""Read an MLflow run (run id or `runs:/<id>`) as a RunRecord: tags, params, metrics, repro/ files.
+
+The CLI and CI call this with a user-typed tracking URI, so a wrong URI must fail
+in seconds with one line: HTTP retries and timeouts are bounded while we talk to
+the server (unless the user set MLflow's own variables), and a local store that
+does not exist is reported instead of being created.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from repro_common.runs import RunNotFound, RunRecord, parse_manifest
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+RUNS_URI = re.compile(r"^runs:/(?P<id>[0-9a-f]{32})(?:/.*)?$")
+# MLflow's own variables, bounded while we read: a dead server fails in seconds, not minutes.
+BOUNDED_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
+def parse_ref(ref: str) -> str | None:
+    """The run id in `ref` (32 hex digits, or runs:/<id>[/path]); None when it is not an MLflow ref."""
+    ref = ref.strip()
+    if RUN_ID.match(ref):
+        return ref
+    match = RUNS_URI.match(ref)
+    return match.group("id") if match else None
+
+
+def safe_uri(uri: str) -> str:
+    """The URI without user-info, for messages."""
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+@contextmanager
+def bounded_http() -> Iterator[None]:
+    """Bound MLflow's HTTP retries and timeout for the duration, unless the user set them."""
+    added = {k: v for k, v in BOUNDED_HTTP.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _missing_local_store(uri: str) -> str | None:
+    """Why a local store URI names nothing (reading must never create an empty store)."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :].split("?", 1)[0])
+        if str(path) not in ("", ":memory:") and not path.is_file():
+            return f"no MLflow database at {path}"
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme in ("", "file"):
+        path = Path(parts.path if parts.scheme == "file" else uri)
+        if not path.is_dir():
+            return f"no MLflow store at {path}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class MlflowRunBackend:
+    """An existing run's artifacts and tags through MlflowClient (finished runs included)."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def read_artifact(self, path: str) -> bytes | None:
+        with bounded_http(), tempfile.TemporaryDirectory(prefix="mlrepro-read-") as tmp:
+            try:
+                local = self.client.download_artifacts(self.run_id, path, tmp)
+            except Exception:
+                return None
+            target = Path(local)
+            return target.read_bytes() if target.is_file() else None
+
+    def list_artifacts(self, prefix: str = "") -> list[str]:
+        found: list[str] = []
+        pending = [prefix or None]
+        with bounded_http():
+            while pending:
+                for info in self.client.list_artifacts(self.run_id, pending.pop()):
+                    if info.is_dir:
+                        pending.append(info.path)
+                    else:
+                        found.append(info.path)
+        return sorted(found)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        with bounded_http():
+            for key, value in tags.items():
+                self.client.set_tag(self.run_id, key, value)
+
+    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
+        with bounded_http():
+            self.client.log_artifact(self.run_id, local_path, artifact_path)
+
+
+def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord | None:
+    """The MLflow run `ref` names; None when `ref` is no MLflow run ref; RunNotFound when unreadable."""
+    run_id = parse_ref(ref)
+    if run_id is None:
+        return None
+    try:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+    except ImportError as exc:
+        raise RunNotFound(
+            f"{ref} looks like an MLflow run id but mlflow is not installed ({exc})"
+        ) from exc
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    shown = safe_uri(str(uri))
+    missing = _missing_local_store(str(uri))
+    if missing:
+        raise RunNotFound(
+            f"no MLflow run {run_id}: {missing} (set --tracking-uri or MLFLOW_TRACKING_URI)"
+        )
+    try:
+        with bounded_http():
+            client = MlflowClient(tracking_uri=uri)
+            run = client.get_run(run_id)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            raise RunNotFound(f"no MLflow run {run_id} at {shown}") from exc
+        raise RunNotFound(
+            f"cannot read MLflow run {run_id} at {shown}: {_first_line(exc)}"
+        ) from exc
+    except Exception as exc:  # connection refused, DNS, TLS, a broken database: one line
+        raise RunNotFound(f"cannot reach the MLflow store at {shown}: {_first_line(exc)}") from exc
+    backend = MlflowRunBackend(client, run_id)
+    manifest, error = parse_manifest(backend.read_artifact("repro/manifest.json"))
+    return RunRecord(
+        ref=ref,
+        kind="mlflow",
+        manifest=manifest,
+        manifest_error=error,
+        run_id=run_id,
+        location=f"{shown} (experiment {run.info.experiment_id})",
+        tags=dict(run.data.tags),
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+        backend=backend,
+    )

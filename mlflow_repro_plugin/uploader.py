@@ -1,0 +1,388 @@
+"""Put `repro/` into the run MLflow has just created, from one background thread.
+
+MLflow gives a run-context provider no hook after the run exists: `tags()` runs
+before `create_run`, and the run id comes back to MLflow only. So `tags()` gives
+the new run a unique `repro.capture.id` tag plus a "pending" note in
+`repro.capture.errors`, and queues a job; a daemon thread finds the run by that
+tag (one indexed search in the experiment the run is created in), uploads the
+files, logs the registered inputs and then clears the note. A run whose upload
+never happens (tracking server gone, object store down, process killed) keeps
+the note, so the record is honest without anyone having to write it afterwards.
+`start_run` pays only for queueing. At exit we wait for the queue at most
+MLREPRO_UPLOAD_TIMEOUT seconds (default 30), which is also how long a job
+retries, with exponential backoff, before it gives up with one warning.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import logging
+import os
+import random
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from repro_common.manifest import Manifest
+
+log = logging.getLogger("mlrepro")
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 30.0
+FIRST_BACKOFF = 0.05
+MAX_BACKOFF = 2.0
+EXPERIMENT_CHUNK = 100
+_PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EEXIST}
+_PERMANENT_MLFLOW_CODES = {
+    "INVALID_PARAMETER_VALUE",
+    "BAD_REQUEST",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "INVALID_STATE",
+    "ENDPOINT_NOT_FOUND",
+    "FEATURE_DISABLED",
+}
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_once(kind: str, message: str, *args: Any) -> None:
+    """One warning per failure kind and process: a broken store must not flood the user's log."""
+    with _warned_lock:
+        if kind in _warned:
+            return
+        _warned.add(kind)
+    try:
+        log.warning(message, *args)
+    except Exception:  # pragma: no cover - logging itself must not break the host
+        pass
+
+
+def upload_timeout() -> float:
+    """MLREPRO_UPLOAD_TIMEOUT in seconds (default 30): how long a job retries, how long exit waits."""
+    raw = os.environ.get("MLREPRO_UPLOAD_TIMEOUT", "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_TIMEOUT
+    except ValueError:
+        value = DEFAULT_TIMEOUT
+    return max(0.0, value)
+
+
+class RunNotVisible(LookupError):
+    """No run carries the capture id (yet): the creating thread may not have committed it."""
+
+
+@dataclass
+class UploadJob:
+    """One run to complete: found by `capture_id`, or known by `run_id` for a refresh."""
+
+    capture_id: str
+    manifest: Manifest | None
+    client: Any = None
+    tracking_uri: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = None
+    refresh_items: list[dict[str, Any]] | None = None
+    track: str | None = None
+    deadline: float = 0.0
+    run_ids: list[str] = field(default_factory=list)
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    """Errors that no retry will fix: do not keep the user waiting for them."""
+    if isinstance(exc, RunNotVisible):
+        return False
+    if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS:
+        return True
+    return getattr(exc, "error_code", None) in _PERMANENT_MLFLOW_CODES
+
+
+def retry(fn: Callable[[], T], deadline: float) -> T:
+    """fn() until it succeeds, a permanent error, or the deadline; at least one attempt."""
+    delay = FIRST_BACKOFF
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if _is_permanent(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.debug("mlrepro upload retry in %.2fs after %r", delay, exc)
+            time.sleep(delay * (0.75 + random.random() / 2))
+            delay = min(delay * 2, MAX_BACKOFF)
+
+
+class Uploader:
+    """A FIFO of jobs and one daemon worker; `flush` waits for it, bounded."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[UploadJob] = deque()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._hooked = False
+        self._pid = os.getpid()
+        self.given_up: list[str] = []
+
+    def _after_fork(self) -> None:
+        """A forked child owns no worker and no parent's jobs."""
+        self._cond = threading.Condition()
+        self._queue = deque()
+        self._busy = False
+        self._thread = None
+        self._pid = os.getpid()
+
+    def submit(self, job: UploadJob) -> None:
+        job.deadline = time.monotonic() + upload_timeout()
+        with self._cond:
+            if self._pid != os.getpid():
+                self._after_fork()
+            if job.refresh_items is not None:
+                for queued in self._queue:
+                    if queued.refresh_items is not None and queued.run_id == job.run_id:
+                        queued.refresh_items.extend(job.refresh_items)
+                        return
+            self._queue.append(job)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="mlrepro-uploader", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        self._hook_exit()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue) + (1 if self._busy else 0)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued job is done; False when `timeout` (default: the upload timeout) ran out."""
+        if self._pid != os.getpid():
+            return True
+        deadline = time.monotonic() + (upload_timeout() if timeout is None else timeout)
+        with self._cond:
+            while self._queue or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                job = self._queue.popleft()
+                self._busy = True
+            try:
+                process(job)
+            except Exception as exc:  # the worker must survive anything a store throws
+                warn_once("upload", "mlrepro could not complete a run's repro/ record: %r", exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _hook_exit(self) -> None:
+        if self._hooked:
+            return
+        self._hooked = True
+        # threading's exit hooks run before concurrent.futures refuses new work (which boto3/S3
+        # uploads need) and before plain atexit; the atexit one catches runs started later.
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            try:
+                register(self._at_exit)
+            except RuntimeError:  # pragma: no cover - already shutting down
+                pass
+        atexit.register(self._at_exit)
+
+    def _at_exit(self) -> None:
+        try:
+            if self._pid != os.getpid() or not self.pending():
+                return
+            timeout = upload_timeout()
+            if not self.flush(timeout):
+                warn_once(
+                    "exit-timeout",
+                    "mlrepro: %d run(s) still had repro/ artifacts to upload after %.0fs "
+                    "(MLREPRO_UPLOAD_TIMEOUT); they keep a repro.capture.errors tag saying so",
+                    self.pending(),
+                    timeout,
+                )
+        except Exception:  # pragma: no cover - never fail the interpreter's exit
+            pass
+
+
+UPLOADER = Uploader()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=UPLOADER._after_fork)
+
+
+def schedule(job: UploadJob) -> None:
+    """Queue a job (cheap: no I/O in the caller's thread)."""
+    UPLOADER.submit(job)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Block until this process's runs have their `repro/` artifacts; False on timeout."""
+    return UPLOADER.flush(timeout)
+
+
+def _client(job: UploadJob) -> Any:
+    if job.client is not None:
+        return job.client
+    from mlflow.tracking import MlflowClient
+
+    job.client = MlflowClient(job.tracking_uri)
+    return job.client
+
+
+def _experiment_chunks(client: Any) -> list[list[str]]:
+    from mlflow.entities import ViewType
+
+    ids: list[str] = []
+    token = None
+    while True:
+        page = client.search_experiments(view_type=ViewType.ALL, max_results=1000, page_token=token)
+        ids.extend(e.experiment_id for e in page)
+        token = getattr(page, "token", None)
+        if not token:
+            break
+    return [ids[i : i + EXPERIMENT_CHUNK] for i in range(0, len(ids), EXPERIMENT_CHUNK)]
+
+
+def find_runs(client: Any, capture_id: str, experiment_id: str | None = None) -> list[str]:
+    """Ids of the runs tagged with `capture_id`: the hinted experiment first, then all of them."""
+    from mlflow.entities import ViewType
+
+    from mlflow_repro_plugin.provider import CAPTURE_ID_TAG
+
+    query = f"tags.`{CAPTURE_ID_TAG}` = '{capture_id}'"
+
+    def search(ids: list[str]) -> list[str]:
+        runs = client.search_runs(ids, filter_string=query, run_view_type=ViewType.ALL, max_results=50)
+        return [r.info.run_id for r in runs]
+
+    found = search([experiment_id]) if experiment_id else []
+    if not found:
+        for chunk in _experiment_chunks(client):
+            found.extend(search(chunk))
+    if not found:
+        raise RunNotVisible(f"no run tagged {CAPTURE_ID_TAG}={capture_id} yet")
+    return found
+
+
+def _log_files(client: Any, run_id: str, files: dict[str, bytes]) -> None:
+    from repro_common.artifacts import ARTIFACT_DIR
+
+    with tempfile.TemporaryDirectory(prefix="mlrepro-") as tmp:
+        for name, content in files.items():
+            Path(tmp, name).write_bytes(content)
+        client.log_artifacts(run_id, tmp, artifact_path=ARTIFACT_DIR)
+
+
+def _files(manifest: Manifest, errors: list[dict[str, Any]]) -> dict[str, bytes]:
+    from repro_common.artifacts import MANIFEST, artifact_files
+    from repro_common.isolation import error_entry
+
+    try:
+        return artifact_files(manifest)
+    except Exception as exc:
+        errors.append(error_entry("artifacts", exc))
+        return {MANIFEST: manifest.to_json().encode()}
+
+
+def process(job: UploadJob) -> None:
+    """Complete one run (or refresh one run's record); failures become a warning and a tag."""
+    client = _client(job)
+    if job.refresh_items is not None:
+        _refresh(client, job)
+        return
+    if job.manifest is None:
+        return
+    try:
+        job.run_ids = retry(lambda: find_runs(client, job.capture_id, job.experiment_id), job.deadline)
+    except Exception as exc:
+        from repro_common.isolation import error_entry
+
+        warn_once(
+            "find-run",
+            "mlrepro could not reach the new MLflow run to upload repro/ (%s); the run goes on and "
+            "its repro.capture.errors tag says the artifacts are missing",
+            error_entry("artifacts", exc)["error"],
+        )
+        return
+    errors = list(job.manifest.errors)
+    files = _files(job.manifest, errors)
+    for run_id in job.run_ids:
+        _deliver(client, run_id, job.manifest, job.deadline, files, errors)
+
+
+def _deliver(
+    client: Any,
+    run_id: str,
+    manifest: Manifest,
+    deadline: float,
+    files: dict[str, bytes],
+    errors: list[dict[str, Any]],
+) -> None:
+    from repro_common.isolation import error_entry
+
+    from mlflow_repro_plugin import datasets
+    from mlflow_repro_plugin.provider import ERRORS_TAG, errors_value
+
+    try:
+        retry(lambda: _log_files(client, run_id, files), deadline)
+    except Exception as exc:
+        reason = error_entry("artifacts", exc)["error"]
+        warn_once(
+            "upload",
+            "mlrepro could not upload repro/ to MLflow run %s (%s); the run goes on and its "
+            "repro.capture.errors tag says the artifacts are missing",
+            run_id,
+            reason,
+        )
+        value = errors_value(errors, f"artifacts: repro/ upload failed ({reason})")
+        try:
+            retry(lambda: client.set_tag(run_id, ERRORS_TAG, value), deadline)
+        except Exception:
+            pass  # the pending note written at creation still says the artifacts are missing
+        return
+    if manifest.data:
+        datasets.log_items(client, run_id, manifest.data, deadline)
+    value = errors_value(errors)
+    try:
+        if value:
+            retry(lambda: client.set_tag(run_id, ERRORS_TAG, value), deadline)
+        else:
+            retry(lambda: client.delete_tag(run_id, ERRORS_TAG), deadline)
+    except Exception as exc:
+        warn_once("tags", "mlrepro uploaded repro/ to run %s but could not update its tags: %r", run_id, exc)
+
+
+def _refresh(client: Any, job: UploadJob) -> None:
+    """Inputs tracked while the run is active: log them, then re-record the manifest and its tags."""
+    from repro_common.artifacts import MANIFEST
+    from repro_common.capture import capture
+
+    from mlflow_repro_plugin import datasets
+    from mlflow_repro_plugin.provider import manifest_tags
+
+    run_id = job.run_id or ""
+    datasets.log_items(client, run_id, job.refresh_items or [], job.deadline)
+    if not job.capture_id:
+        return  # not a run we recorded (created with MLREPRO_DISABLE=1, or by another tool)
+    try:
+        manifest = capture(track=job.track)
+        retry(lambda: _log_files(client, run_id, {MANIFEST: manifest.to_json().encode()}), job.deadline)
+        from mlflow.entities import RunTag
+
+        tags = [RunTag(k, v) for k, v in manifest_tags(manifest).items()]
+        retry(lambda: client.log_batch(run_id, tags=tags), job.deadline)
+    except Exception as exc:
+        warn_once("refresh", "mlrepro could not add newly tracked data to run %s's record: %r", run_id, exc)

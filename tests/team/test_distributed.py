@@ -1,0 +1,197 @@
+"""Distributed training on CPU (gloo, 2 processes): one run, one record written by rank zero.
+
+The record must still describe the whole job: its world size and the seed of every
+rank. No rank may wait on our work (a collective on one rank only would hang the job).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.procs import free_port
+
+pytestmark = [pytest.mark.team, pytest.mark.slow]
+
+SEED = 42
+
+LIGHTNING = """\
+import os
+import sys
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x), y)
+        self.log("loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def make_logger(kind, name):
+    if kind == "mlflow":
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        return MLFlowLogger(experiment_name=name, tracking_uri=os.environ["MLFLOW_TRACKING_URI"]), []
+    from lightning.pytorch.loggers import WandbLogger
+    from wandb_repro_plugin.lightning import ReproCallback
+
+    return WandbLogger(project=name, offline=True, save_dir=os.environ["WANDB_DIR"]), [ReproCallback()]
+
+
+if __name__ == "__main__":
+    kind, name, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    L.seed_everything(seed)
+    data = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
+    logger, callbacks = make_logger(kind, name)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, logger=logger, callbacks=callbacks,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(Tiny(), DataLoader(data, batch_size=16))
+    if trainer.global_rank == 0 and kind == "mlflow":
+        print("RUN_ID", logger.run_id, flush=True)
+    print("RANK", trainer.global_rank, "of", trainer.world_size, flush=True)
+"""
+
+TORCHRUN = """\
+import sys
+
+import mlflow
+import repro_common
+import torch
+import torch.distributed as dist
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+seed = int(sys.argv[2])
+repro_common.seed_everything(seed)
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 1))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+if rank == 0:
+    mlflow.set_experiment(sys.argv[1])
+    run = mlflow.start_run()
+for step in range(5):
+    loss = model(torch.randn(8, 4)).pow(2).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    if rank == 0:
+        mlflow.log_metric("loss", loss.item(), step=step)
+if rank == 0:
+    mlflow.end_run()
+    print("RUN_ID", run.info.run_id, flush=True)
+dist.barrier()
+dist.destroy_process_group()
+print("RANK", rank, "of", 2, flush=True)
+"""
+
+
+def assert_whole_job_recorded(manifest: dict[str, Any], seed: int) -> None:
+    ranks = manifest["seeds"].get("ranks") or {}
+    assert ranks.get("world_size") == 2, manifest["seeds"]
+    assert ranks.get("global_rank") == 0, manifest["seeds"]
+    assert {str(rank): value for rank, value in (ranks.get("seeds") or {}).items()} == {
+        "0": seed,
+        "1": seed,
+    }
+    assert manifest["seeds"]["global"] == seed
+
+
+def assert_both_ranks_finished(stdout: str) -> None:
+    assert sorted(line for line in stdout.splitlines() if line.startswith("RANK ")) == [
+        "RANK 0 of 2",
+        "RANK 1 of 2",
+    ], stdout
+
+
+def assert_one_mlflow_run_with_one_record(stack: Any, experiment: str, stdout: str) -> None:
+    runs = stack.runs(experiment)
+    assert len(runs) == 1, f"{len(runs)} runs for one training"
+    run = runs[0]
+    assert stack.printed(stdout, "RUN_ID") == [run.info.run_id]
+    tags = run.data.tags
+    assert [name for name in stack.CORE_TAGS if name not in tags] == []
+    assert "repro.capture.errors" not in tags, tags["repro.capture.errors"]
+    assert tags["repro.seed"] == str(SEED)
+    listed = [item.path for item in stack.client().list_artifacts(run.info.run_id, "repro")]
+    assert listed.count("repro/manifest.json") == 1, listed
+    manifest = stack.manifest(run)
+    assert manifest is not None and manifest["digest"] == tags["repro.manifest.digest"]
+    assert_whole_job_recorded(manifest, SEED)
+
+
+def test_lightning_ddp_with_mlflow_logger_makes_one_run_recorded_by_rank_zero(
+    team_stack: Any, project: Path
+) -> None:
+    (project / "train.py").write_text(LIGHTNING)
+    proc = team_stack.run_script(
+        project / "train.py",
+        "mlflow",
+        "team-ddp-lightning",
+        str(SEED),
+        timeout=240,
+        OMP_NUM_THREADS="1",
+    )
+    assert_both_ranks_finished(proc.stdout)
+    assert_one_mlflow_run_with_one_record(team_stack, "team-ddp-lightning", proc.stdout)
+
+
+def test_lightning_ddp_with_wandb_logger_writes_the_record_once(
+    team_stack: Any, project: Path, wandb_offline: Path
+) -> None:
+    (project / "train.py").write_text(LIGHTNING)
+    proc = team_stack.run_script(
+        project / "train.py", "wandb", "team-ddp", str(SEED), timeout=240, OMP_NUM_THREADS="1"
+    )
+    assert_both_ranks_finished(proc.stdout)
+    run_dirs = sorted(wandb_offline.glob("wandb/offline-run-*"))
+    assert len(run_dirs) == 1, run_dirs
+    manifests = sorted(wandb_offline.rglob("repro/manifest.json"))
+    assert manifests == [run_dirs[0] / "files" / "repro" / "manifest.json"], manifests
+    assert_whole_job_recorded(json.loads(manifests[0].read_text()), SEED)
+
+
+def test_torchrun_plain_loop_with_mlflow_on_rank_zero(team_stack: Any, project: Path) -> None:
+    (project / "train.py").write_text(TORCHRUN)
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    launcher = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
+    proc = subprocess.run(
+        [
+            *launcher,
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            "train.py",
+            "team-torchrun",
+            str(SEED),
+        ],
+        cwd=project,
+        env=team_stack.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-6000:]
+    assert_both_ranks_finished(proc.stdout)
+    assert_one_mlflow_run_with_one_record(team_stack, "team-torchrun", proc.stdout)

@@ -1,0 +1,288 @@
+"""Faults of a shared deployment: the object store goes away, the tracking server restarts.
+
+Training must never wait on us for longer than MLREPRO_UPLOAD_TIMEOUT, a run that lost
+its artifacts must say so (and the gate must see it), and a brief server restart must
+cost nothing once the server is back.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.procs import free_port, run_cli
+
+pytestmark = [pytest.mark.team, pytest.mark.slow]
+
+UPLOAD_TIMEOUT = 4  # seconds; small so that the test is quick, and the bound it checks is tight
+# Start-up of a fresh interpreter on a busy 2-core machine plus recording the failure in the run.
+SLACK = 25
+
+TRAIN = """\
+import os
+import sys
+import time
+
+import mlflow
+
+mlflow.set_experiment(sys.argv[1])
+
+
+def train(name):
+    with mlflow.start_run(run_name=name) as run:
+        mlflow.log_metric("loss", 0.5)
+    print("RUN_ID", run.info.run_id, flush=True)
+
+
+def wait_for(flag):
+    while not os.path.exists(flag):
+        time.sleep(0.05)
+
+
+train("before")
+wait_for("store-stopped.flag")
+print("RESUMED", time.time(), flush=True)
+train("during-1")
+train("during-2")
+"""
+
+HELD_RUN = """\
+import os
+import sys
+import time
+
+import mlflow
+
+mlflow.set_experiment(sys.argv[1])
+run = mlflow.start_run()
+print("RUN_ID", run.info.run_id, flush=True)
+while not os.path.exists("server-back.flag"):
+    time.sleep(0.05)
+mlflow.end_run()
+"""
+
+
+def _gate(stack: Any, run_id: str) -> subprocess.CompletedProcess[str]:
+    """`mlrepro check RUN --json` against the team server, as CI would run it."""
+    return run_cli(
+        "check", run_id, "--json", "--tracking-uri", stack.url, env=stack.client_env(), timeout=120
+    )
+
+
+def _wait_line(proc: subprocess.Popen[str], key: str, timeout: float) -> str:
+    """Read stdout until a `KEY value` line; the value."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(key + " "):
+            return line.split(None, 1)[1].strip()
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(
+        f"no {key} line from the script; stderr:\n{proc.stderr.read()[-4000:] if proc.stderr else ''}"
+    )
+
+
+def test_object_store_down_runs_finish_in_bounded_time_and_say_what_is_missing(
+    team_stack: Any, project: Path
+) -> None:
+    experiment = "team-store-down"
+    (project / "train.py").write_text(TRAIN)
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", experiment],
+        cwd=project,
+        env=team_stack.client_env(MLREPRO_UPLOAD_TIMEOUT=str(UPLOAD_TIMEOUT)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        before = _wait_line(proc, "RUN_ID", 120)
+        team_stack.wait_for_object(before, "repro/manifest.json")
+        passed = _gate(team_stack, before)
+        assert passed.returncode == 0, passed.stdout + passed.stderr
+        team_stack.s3.stop()  # moto forgets its objects: this run's record is checked above
+        (project / "store-stopped.flag").touch()
+        out, err = proc.communicate(timeout=UPLOAD_TIMEOUT + SLACK + 90)
+        finished = time.time()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        team_stack.s3.start()
+    assert proc.returncode == 0, err[-4000:]
+    resumed = float(team_stack.printed(out, "RESUMED")[0])
+    during = team_stack.printed(out, "RUN_ID")
+    assert len(during) == 2
+    # The documented bound: at exit the process waits at most MLREPRO_UPLOAD_TIMEOUT for uploads,
+    # not for MLflow's own HTTP retries (minutes with its default backoff).
+    assert finished - resumed < UPLOAD_TIMEOUT + SLACK, (
+        f"took {finished - resumed:.1f}s with the store down"
+    )
+
+    client = team_stack.client()
+    healthy = client.get_run(before)
+    assert "repro.capture.errors" not in healthy.data.tags
+    for run_id in during:
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags.get("repro.manifest.digest"), "the tags do not depend on the store"
+        errors = run.data.tags.get("repro.capture.errors", "")
+        assert "artifact" in errors.lower() or "upload" in errors.lower(), (
+            f"run {run_id} does not say its artifacts are missing: {errors!r}"
+        )
+
+        gate = _gate(team_stack, run_id)
+        assert gate.returncode == 1, gate.stdout + gate.stderr
+        assert "manifest" in json.loads(gate.stdout)["failed"], gate.stdout
+
+
+class RestartingProxy:
+    """A TCP-level stand-in for the tracking server's address that goes dark right after a run is created.
+
+    Clients talk to the proxy; it forwards every request to the real server. The moment
+    the server answers `runs/create`, the proxy closes its listening socket and drops
+    open connections (clients then get "connection refused", as during a restart), so the
+    run exists but its artifacts cannot have been uploaded yet. `reopen()` brings the
+    address back.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.created = threading.Event()
+        self.uploads: list[tuple[float, str]] = []
+        self._dark = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self.reopen()
+
+    def reopen(self) -> None:
+        self._dark.clear()
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = server
+
+    def go_dark(self) -> None:
+        server, self._server = self._server, None
+        self._dark.set()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def close(self) -> None:
+        self.go_dark()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Forward(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                if proxy._dark.is_set():
+                    self.close_connection = True
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=120)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("connection", "keep-alive")
+                }
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                reply = upstream.getresponse()
+                data = reply.read()
+                upstream.close()
+                self.send_response(reply.status)
+                for key, value in reply.getheaders():
+                    if key.lower() not in (
+                        "transfer-encoding",
+                        "connection",
+                        "content-length",
+                        "keep-alive",
+                    ):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+                if (
+                    self.command == "PUT"
+                    and "/mlflow-artifacts/" in self.path
+                    and reply.status == 200
+                ):
+                    proxy.uploads.append((time.time(), self.path))
+                if (
+                    self.path.startswith("/api/2.0/mlflow/runs/create")
+                    and reply.status == 200
+                    and not proxy.created.is_set()
+                ):
+                    proxy.created.set()
+                    self.close_connection = True
+                    threading.Thread(target=proxy.go_dark, daemon=True).start()
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward
+
+        return Forward
+
+
+def test_server_restart_between_run_creation_and_upload_upload_retries_and_succeeds(
+    team_stack: Any, project: Path
+) -> None:
+    from repro_common.manifest import Manifest
+
+    experiment = "team-server-restart"
+    team_stack.client().create_experiment(experiment)
+    (project / "train.py").write_text(HELD_RUN)
+    proxy = RestartingProxy(team_stack.port)
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", experiment],
+        cwd=project,
+        # MLflow's own HTTP retries off: what must bridge the outage is the plugin's retry loop.
+        env=team_stack.client_env(
+            MLFLOW_TRACKING_URI=proxy.url,
+            MLREPRO_UPLOAD_TIMEOUT="120",
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proxy.created.wait(120), "the run was never created"
+        team_stack.stop_server()
+        team_stack.start_server()  # same port, same database: the run is still there
+        proxy.reopen()
+        (project / "server-back.flag").touch()
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.close()
+    assert proc.returncode == 0, err[-4000:]
+    [run_id] = team_stack.printed(out, "RUN_ID")
+
+    run = team_stack.client().get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert "repro.capture.errors" not in run.data.tags, run.data.tags["repro.capture.errors"]
+    raw = team_stack.s3_object(run, "repro/manifest.json")
+    assert raw is not None, "the upload gave up instead of retrying until the server was back"
+    assert Manifest.from_json(raw).digest == run.data.tags["repro.manifest.digest"]
+    # The address was dark from the moment the run existed, so this upload is a retry.
+    assert [path for _, path in proxy.uploads if path.endswith("repro/manifest.json")], (
+        proxy.uploads
+    )

@@ -1,0 +1,188 @@
+"""attach(): put this process's record into a W&B run; the logic both callbacks share.
+
+W&B users look at a run's config and its artifacts, so a short summary goes to
+`config["repro"]`, the full record to a `repro-manifest` artifact named after the
+manifest digest (identical records share one name), and a copy of the same files
+into the run's files dir so `mlrepro show <run-dir>` works on an offline run.
+Training must never stop because of us: every failure becomes one warning and an
+entry in `config.repro.capture_errors`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from repro_common import capture, track_data
+from repro_common.artifacts import ARTIFACT_DIR, artifact_files
+from repro_common.isolation import error_entry, guarded
+from repro_common.manifest import Manifest
+
+ARTIFACT_TYPE = "repro-manifest"
+CONFIG_KEY = "repro"
+ARTIFACT_PREFIX = "repro-"
+
+
+class ReproWarning(UserWarning):
+    """The record of a W&B run is missing or incomplete; the run itself goes on."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(f"mlrepro: {message}", ReproWarning, stacklevel=3)
+
+
+def require_host(extra: str, *modules: str) -> None:
+    """Import the host libraries now, so a missing one is reported when the callback is built."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ImportError(
+                f"{module} could not be imported ({exc}); "
+                f"install the host libraries with: pip install 'mlrepro[{extra}]'"
+            ) from exc
+
+
+def active_run() -> Any:
+    """wandb.run, without importing wandb: a process that never imported it has no run."""
+    wandb = sys.modules.get("wandb")
+    return getattr(wandb, "run", None) if wandb is not None else None
+
+
+def artifact_name(manifest: Manifest) -> str:
+    """Content address: the same record (same digest) always gets the same artifact name."""
+    return ARTIFACT_PREFIX + manifest.digest.split(":", 1)[-1][:32]
+
+
+def config_summary(manifest: Manifest) -> dict[str, Any]:
+    """The few fields people filter and group runs by in the W&B UI."""
+    env, code = manifest.environment, manifest.code
+    return {
+        "manifest_digest": manifest.digest,
+        "env_digest": env.get("digest"),
+        "python": (env.get("python") or {}).get("version"),
+        "git_commit": code.get("commit"),
+        "git_dirty": code.get("dirty"),
+        "seed": manifest.seeds.get("global"),
+        "track": manifest.track,
+        "data": {item["name"]: item.get("fingerprint") for item in manifest.data if "name" in item},
+        "artifact": artifact_name(manifest),
+    }
+
+
+def attach(
+    run: Any = None, track: str | None = None, data: Mapping[str, Any] | None = None
+) -> Manifest | None:
+    """Record this process in `run` (default: the active `wandb.run`) and return the manifest.
+
+    `data` maps names to inputs to fingerprint (arrays, tensors, paths, datasets).
+    Returns None when there is no run or nothing could be captured; never raises.
+    """
+    try:
+        return record_run(run, track=track, data=data)
+    except Exception as exc:  # the last line of defence for the host
+        warn(f"could not record the W&B run: {error_entry('attach', exc)['error']}")
+        return None
+
+
+def record_run(
+    run: Any,
+    *,
+    track: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    ranks: dict[str, Any] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    skipped: dict[str, str] | None = None,
+) -> Manifest | None:
+    """attach() with what the callbacks add: rank seeds, their own errors, skipped inputs."""
+    if os.environ.get("MLREPRO_DISABLE", "").strip().lower() in ("1", "true", "yes"):
+        return None
+    run = run if run is not None else active_run()
+    if run is None:
+        warn(
+            "no active W&B run (call wandb.init() before training, or pass run=); nothing recorded"
+        )
+        return None
+    if getattr(run, "disabled", False):
+        return None
+
+    early: list[dict[str, Any]] = list(errors or [])
+    skipped = dict(skipped or {})
+    for name, obj in (data or {}).items():
+        register_input(name, obj, early, skipped)
+
+    manifest: Manifest | None = guarded("capture", lambda: capture(track), None, early)
+    late: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    if manifest is not None:
+        if ranks:
+            manifest.seeds["ranks"] = ranks
+            manifest.refresh_digest()
+        manifest.capture["errors"] = manifest.errors + early
+        summary = config_summary(manifest)
+        files = guarded("artifact_files", lambda: artifact_files(manifest), {}, late)
+        if files:
+            guarded("run_files", lambda: copy_to_run_dir(run, files), None, late)
+            guarded("artifact", lambda: log_artifact(run, manifest, files), None, late)
+    problems = (manifest.errors if manifest is not None else early) + late
+    if problems:
+        summary["capture_errors"] = problems
+    if skipped:
+        summary["data_skipped"] = skipped
+    if os.environ.get("MLREPRO_REPRODUCES"):
+        summary["reproduces"] = os.environ["MLREPRO_REPRODUCES"]
+
+    run.config.update({CONFIG_KEY: summary}, allow_val_change=True)
+    if problems:
+        first = problems[0]
+        warn(
+            f"the record of W&B run {getattr(run, 'id', '?')} is incomplete "
+            f"({len(problems)} problem(s), first: {first.get('collector')}: {first.get('error')}); "
+            "see config.repro.capture_errors"
+        )
+    return manifest
+
+
+def register_input(
+    name: str, obj: Any, errors: list[dict[str, Any]], skipped: dict[str, str]
+) -> None:
+    """track_data(), where an unsupported kind is a note (skipped), not a failure."""
+    try:
+        track_data(obj, name)
+    except TypeError as exc:
+        skipped[name] = str(exc) or type(obj).__name__
+    except Exception as exc:
+        errors.append(error_entry(f"data:{name}", exc))
+
+
+def copy_to_run_dir(run: Any, files: Mapping[str, bytes]) -> None:
+    """<run dir>/files/repro/*: what the CLI reads from an offline run directory."""
+    target = Path(run.dir) / ARTIFACT_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (target / name).write_bytes(content)
+
+
+def log_artifact(run: Any, manifest: Manifest, files: Mapping[str, bytes]) -> None:
+    import wandb
+
+    artifact = wandb.Artifact(
+        artifact_name(manifest),
+        type=ARTIFACT_TYPE,
+        description="mlrepro record: environment, code, seeds and data of the run",
+        metadata={
+            "manifest_digest": manifest.digest,
+            "env_digest": manifest.environment.get("digest"),
+            "track": manifest.track,
+        },
+    )
+    for name, content in files.items():
+        with artifact.new_file(name, mode="wb") as handle:
+            handle.write(content)
+    run.log_artifact(artifact)
