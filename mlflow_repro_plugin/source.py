@@ -26,6 +26,7 @@ BOUNDED_HTTP = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # our reads are small; keep stderr clean
 }
 
 
@@ -50,7 +51,7 @@ def safe_uri(uri: str) -> str:
 
 @contextmanager
 def bounded_http() -> Iterator[None]:
-    """Bound MLflow's HTTP retries and timeout for the duration, unless the user set them."""
+    """Bound MLflow's HTTP retries and timeout (and hide its progress bars) unless the user set them."""
     added = {k: v for k, v in BOUNDED_HTTP.items() if k not in os.environ}
     os.environ.update(added)
     try:
@@ -75,9 +76,24 @@ def _missing_local_store(uri: str) -> str | None:
     return None
 
 
-def _first_line(exc: BaseException) -> str:
+_NETWORK_REASONS = (
+    ("Connection refused", "connection refused"),
+    ("Name or service not known", "unknown host"),
+    ("nodename nor servname", "unknown host"),
+    ("Temporary failure in name resolution", "unknown host"),
+    ("timed out", "timed out"),
+    ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
+)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """A short reason: the network cause when there is one, else the message's first line."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    for needle, reason in _NETWORK_REASONS:
+        if needle in text:
+            return reason
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[:limit] + "…"
 
 
 class MlflowRunBackend:
@@ -145,6 +161,10 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord | None:
     except MlflowException as exc:
         if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
             raise RunNotFound(f"no MLflow run {run_id} at {shown}") from exc
+        if "API request to" in str(exc):  # MLflow's wrapper around a network failure
+            raise RunNotFound(
+                f"cannot reach the MLflow server at {shown}: {_first_line(exc)}"
+            ) from exc
         raise RunNotFound(
             f"cannot read MLflow run {run_id} at {shown}: {_first_line(exc)}"
         ) from exc

@@ -353,8 +353,6 @@ def _deliver(
         except Exception:
             pass  # the pending note written at creation still says the artifacts are missing
         return
-    if manifest.data:
-        datasets.log_items(client, run_id, manifest.data, deadline)
     value = errors_value(errors)
     try:
         if value:
@@ -363,6 +361,8 @@ def _deliver(
             retry(lambda: client.delete_tag(run_id, ERRORS_TAG), deadline)
     except Exception as exc:
         warn_once("tags", "mlrepro uploaded repro/ to run %s but could not update its tags: %r", run_id, exc)
+    if manifest.data:
+        datasets.log_items(client, run_id, manifest.data, deadline)
 
 
 def _refresh(client: Any, job: UploadJob) -> None:

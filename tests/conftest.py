@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from support.git import make_repo
 from support.mlflow_server import mlflow_server
 
+# Set by seed_everything() for child processes; one test's seeding must not leak into the next.
+SEED_VARIABLES = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG")
+
 
 @pytest.fixture(autouse=True)
-def _isolated_mlrepro(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_mlrepro(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Each test starts with no cached capture, no registered data and its own cache dir."""
     for key in list(os.environ):
-        if key.startswith("MLREPRO_"):
+        if key.startswith("MLREPRO_") or key in SEED_VARIABLES:
             monkeypatch.delenv(key)
     monkeypatch.setenv("MLREPRO_CACHE_DIR", str(tmp_path_factory.mktemp("mlrepro-cache")))
     import repro_common
+    from repro_common import seeds
 
     repro_common.reset_cache()
+    seeds._forget()
     yield
     repro_common.reset_cache()
+    seeds._forget()
 
 
 @pytest.fixture

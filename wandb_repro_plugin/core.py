@@ -20,7 +20,7 @@ from typing import Any
 from repro_common import capture, track_data
 from repro_common.artifacts import ARTIFACT_DIR, artifact_files
 from repro_common.isolation import error_entry, guarded
-from repro_common.manifest import Manifest
+from repro_common.manifest import TRACKS, Manifest
 
 ARTIFACT_TYPE = "repro-manifest"
 CONFIG_KEY = "repro"
@@ -47,6 +47,13 @@ def require_host(extra: str, *modules: str) -> None:
                 f"{module} could not be imported ({exc}); "
                 f"install the host libraries with: pip install 'mlrepro[{extra}]'"
             ) from exc
+
+
+def check_track(track: str | None) -> str | None:
+    """A wrong track is the caller's mistake: say so when the callback is built, not mid-training."""
+    if track is not None and track not in TRACKS:
+        raise ValueError(f"unknown track {track!r}: choose one of {', '.join(TRACKS)}")
+    return track
 
 
 def active_run() -> Any:
@@ -101,7 +108,7 @@ def record_run(
     skipped: dict[str, str] | None = None,
 ) -> Manifest | None:
     """attach() with what the callbacks add: rank seeds, their own errors, skipped inputs."""
-    if os.environ.get("MLREPRO_DISABLE", "").strip().lower() in ("1", "true", "yes"):
+    if os.environ.get("MLREPRO_DISABLE", "").strip().lower() in ("1", "true", "yes", "on"):
         return None
     run = run if run is not None else active_run()
     if run is None:
@@ -135,8 +142,9 @@ def record_run(
         summary["capture_errors"] = problems
     if skipped:
         summary["data_skipped"] = skipped
-    if os.environ.get("MLREPRO_REPRODUCES"):
-        summary["reproduces"] = os.environ["MLREPRO_REPRODUCES"]
+    reproduces = os.environ.get("MLREPRO_REPRODUCES", "").strip()
+    if reproduces:
+        summary["reproduces"] = reproduces
 
     run.config.update({CONFIG_KEY: summary}, allow_val_change=True)
     if problems:

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from wandb_repro_plugin.core import active_run, record_run, require_host, warn
+from wandb_repro_plugin.core import active_run, check_track, record_run, require_host, warn
 
 EXTRA = "keras"
 _FIT_ARGUMENTS = ("x", "y", "sample_weight")
@@ -31,7 +31,7 @@ class ReproCallback:
 
     def __init__(self, data: Mapping[str, Any] | None = None, track: str | None = None) -> None:
         self.data = dict(data or {})
-        self.track = track
+        self.track = check_track(track)
         self._recorded_run: Any = None
 
     def __reduce__(self) -> tuple[Any, ...]:

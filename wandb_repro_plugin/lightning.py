@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from repro_common.isolation import guarded
-from wandb_repro_plugin.core import active_run, record_run, require_host, warn
+from wandb_repro_plugin.core import active_run, check_track, record_run, require_host, warn
 
 EXTRA = "lightning"
 
@@ -34,7 +34,7 @@ class ReproCallback:
         return super().__new__(cls)
 
     def __init__(self, track: str | None = None, data: Mapping[str, Any] | None = None) -> None:
-        self.track = track
+        self.track = check_track(track)
         self.data = dict(data or {})
         self._recorded_run: Any = None
 
@@ -51,9 +51,8 @@ class ReproCallback:
 
     def _record(self, trainer: Any) -> None:
         errors: list[dict[str, Any]] = []
-        ranks = guarded(
-            "ranks", lambda: rank_seeds(trainer, errors), None, errors
-        )  # every rank joins
+        # a collective: every rank takes part before the others leave
+        ranks = guarded("ranks", lambda: rank_seeds(trainer), None, errors)
         if not trainer.is_global_zero:
             return
         run = wandb_run(trainer)
@@ -74,21 +73,22 @@ def wandb_run(trainer: Any) -> Any:
     return active_run()
 
 
-def rank_seeds(trainer: Any, errors: list[dict[str, Any]]) -> dict[str, Any]:
-    """world_size, global_rank and every rank's global seed (gathered: all ranks must call this)."""
+def rank_seeds(trainer: Any) -> dict[str, Any]:
+    """world_size, global_rank and every known rank seed (gathered: all ranks must call this)."""
     from repro_common import seeds
 
-    local = guarded("seeds", lambda: seeds.collect_seeds(errors).get("global"), None, errors)
-    world_size = int(trainer.world_size)
-    per_rank: dict[str, int | None] = {str(trainer.global_rank): local}
+    scratch: list[dict[str, Any]] = []  # capture() records seed problems itself
+    local = guarded("seeds", lambda: seeds.collect_seeds(scratch).get("global"), None, scratch)
+    rank, world_size = int(trainer.global_rank), int(trainer.world_size)
+    values = {rank: local}
     if world_size > 1:
         import torch
 
         mine = torch.tensor([-1 if local is None else int(local)], dtype=torch.int64)
         gathered = trainer.strategy.all_gather(mine.to(trainer.strategy.root_device))
-        values = [int(v) for v in gathered.reshape(-1).tolist()]
-        per_rank = {str(rank): (None if v < 0 else v) for rank, v in enumerate(values)}
-    return {"world_size": world_size, "global_rank": int(trainer.global_rank), "seeds": per_rank}
+        values = dict(enumerate(int(v) for v in gathered.reshape(-1).tolist()))
+    known = {str(r): v for r, v in sorted(values.items()) if v is not None and v >= 0}
+    return {"world_size": world_size, "global_rank": rank, "seeds": known}
 
 
 def trainer_datasets(trainer: Any, skipped: dict[str, str]) -> dict[str, Any]:

@@ -49,8 +49,9 @@ def _collect_static() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, An
     from repro_common import code, environment
 
     errors: list[dict[str, Any]] = []
-    env = guarded("environment", lambda: environment.collect_environment(errors), {}, errors)
-    src = guarded("code", lambda: code.collect_code(errors), {}, errors)
+    empty: dict[str, Any] = {}
+    env = guarded("environment", lambda: environment.collect_environment(errors), empty, errors)
+    src = guarded("code", lambda: code.collect_code(errors), dict(empty), errors)
     return env, src, errors
 
 
@@ -81,14 +82,19 @@ def reset_cache() -> None:
 
 def capture(track: str | None = None) -> Manifest:
     """The reproducibility record for this process. Never raises for a failing collector."""
-    from repro_common import data, seeds
+    from repro_common import code, data, seeds
 
     started = time.perf_counter()
     env, src, static_errors = _static_parts()
     errors: list[dict[str, Any]] = list(static_errors)
     chosen_track = resolve_track(track, errors)
-    seed_record = guarded("seeds", lambda: seeds.collect_seeds(errors), {}, errors)
-    inputs = guarded("data", lambda: data.collect_data(errors), [], errors)
+    no_seeds: dict[str, Any] = {}
+    no_inputs: list[dict[str, Any]] = []
+    seed_record = guarded("seeds", lambda: seeds.collect_seeds(errors), no_seeds, errors)
+    inputs = guarded("data", lambda: data.collect_data(errors), no_inputs, errors)
+    code_section = _copy(src)
+    # Modules imported since the cached code record (e.g. an untracked utils.py).
+    guarded("code.sources", lambda: code.refresh_sources(code_section, errors), None, errors)
     info = {
         "tool": "mlrepro",
         "version": __version__,
@@ -99,7 +105,7 @@ def capture(track: str | None = None) -> Manifest:
     }
     manifest = Manifest(
         environment=_copy(env),
-        code=_copy(src),
+        code=code_section,
         seeds=seed_record,
         data=inputs,
         capture=info,

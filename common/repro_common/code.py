@@ -22,7 +22,7 @@ from typing import Any
 
 from repro_common.environment import kill_group
 from repro_common.isolation import error_entry
-from repro_common.manifest import canonical_json, digest_bytes
+from repro_common.manifest import digest_bytes
 from repro_common.redact import redact_argv, strip_userinfo
 
 DIFF_MAX_BYTES = 2 * 1024 * 1024  # tracked diff kept for the artifact
@@ -32,7 +32,12 @@ UNTRACKED_MAX = 200  # untracked names listed
 GIT_TIMEOUT_S = 10.0
 NOT_A_REPO = "not inside a git repository"
 
-_patches: dict[str, str] = {}
+# Patch pieces kept in this process for `diff_text` (the record holds digests, not text).
+_tracked_texts: dict[tuple[str, str | None, str | None], str] = {}  # (root, commit, diff digest)
+_source_texts: dict[tuple[str, str, str], str] = {}  # (root, path, digest) -> new-file patch
+# Module files of a checkout already checked against git: the record of the
+# unversioned ones, None for those git tracks.
+_module_files: dict[str, dict[str, dict[str, Any] | None]] = {}
 
 
 class GitError(RuntimeError):
@@ -185,11 +190,9 @@ def new_file_patch(path: str, content: bytes, executable: bool = False) -> str:
     return f"{head}--- /dev/null\n+++ b/{path}\n@@ -0,0 +1,{len(lines)} @@\n{body}"
 
 
-def _read_unversioned(root: str, paths: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Records (path, digest, size) and the new-file patches for those that fit the caps."""
+def _read_unversioned(root: str, paths: list[str], budget: int) -> list[dict[str, Any]]:
+    """Records (path, digest, size); the content of those within the caps goes into the patch."""
     records: list[dict[str, Any]] = []
-    patches: list[str] = []
-    budget = SOURCES_MAX_BYTES
     for rel in paths:
         full = os.path.join(root, rel)
         try:
@@ -206,13 +209,58 @@ def _read_unversioned(root: str, paths: list[str]) -> tuple[list[dict[str, Any]]
         }
         if len(content) <= min(SOURCE_MAX_BYTES, budget) and not _quoted_path_needed(rel):
             try:
-                patches.append(new_file_patch(rel, content, executable))
+                _source_texts[(root, rel, record["digest"])] = new_file_patch(
+                    rel, content, executable
+                )
                 record["in_diff"] = True
                 budget -= len(content)
             except UnicodeDecodeError:
                 pass
         records.append(record)
-    return records, patches
+    return records
+
+
+def _classify_modules(root: str, candidates: list[str], tracked: set[str]) -> None:
+    known = _module_files.setdefault(root, {})
+    fresh = [p for p in candidates if p not in known and p not in tracked]
+    used = sum(r["size_bytes"] for r in known.values() if r and r.get("in_diff"))
+    for record in _read_unversioned(root, fresh, SOURCES_MAX_BYTES - used):
+        known[record["path"]] = record
+    for path in candidates:
+        known.setdefault(path, None)
+
+
+def _unversioned_records(root: str) -> list[dict[str, Any]]:
+    known = _module_files.get(root) or {}
+    return [dict(known[p]) for p in sorted(known) if known[p] is not None]  # type: ignore[arg-type]
+
+
+def refresh_sources(section: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+    """Add local modules imported since the cached code record was taken.
+
+    The code record is cached per process and may be taken early (a prefetch at
+    `import mlflow`), before `train.py` imports its untracked `utils.py`; call this
+    on each capture. Costs one scan of sys.modules when nothing new was imported.
+    """
+    root = section.get("root")
+    if not root or root not in _module_files:
+        return  # git was not read: outside a repository, or git failed
+    known = _module_files[root]
+    new = [p for p in module_files_in(root) if p not in known]
+    if new:
+        try:
+            listed = _finish_git(
+                _start_git(root, "ls-files", "-z", "--full-name", "--", *new, env=_git_env())
+            )
+        except Exception as exc:
+            errors.append(error_entry("code.sources", exc))
+            return
+        tracked = {p.decode(errors="surrogateescape") for p in listed.split(b"\0") if p}
+        _classify_modules(root, new, tracked)
+    sources = _unversioned_records(root)
+    if sources != section.get("unversioned_sources"):
+        section["unversioned_sources"] = sources
+        section["dirty"] = bool(section.get("dirty") or sources)
 
 
 def _cap_diff(diff: bytes) -> tuple[bytes, bool]:
@@ -231,12 +279,6 @@ def _cap_diff(diff: bytes) -> tuple[bytes, bool]:
     return b"".join(kept), True
 
 
-def _patch_key(section: dict[str, Any]) -> str:
-    sources = [(s.get("path"), s.get("digest")) for s in section.get("unversioned_sources") or []]
-    key = [section.get("root"), section.get("commit"), section.get("diff_digest"), sources]
-    return digest_bytes(canonical_json(key))
-
-
 def _entry_point() -> tuple[dict[str, Any], str]:
     """Entry script (repo-relative when inside), `-m` module, cwd, redacted argv; and where to look for git."""
     argv = list(sys.argv) if sys.argv else []
@@ -253,9 +295,11 @@ def _entry_point() -> tuple[dict[str, Any], str]:
     elif argv0:
         script = os.path.abspath(argv0)
         info["entry_point"] = script
-        # A script's own checkout holds the code that ran; a console script of an
-        # installed tool (`mlrepro`, `pytest`) says nothing, so cwd decides then.
-        if os.path.isfile(script) and not script.startswith(_excluded_prefixes()):
+        # A script's own checkout holds the code that ran. `python -m pkg` and console
+        # scripts of installed tools (`mlrepro`, `pytest`) run from wherever the
+        # package lives, so the working directory names the project then.
+        by_module = "entry_module" in info
+        if os.path.isfile(script) and not by_module and not script.startswith(_excluded_prefixes()):
             search_from = os.path.dirname(script)
     info["cwd"] = cwd
     return info, search_from
@@ -310,7 +354,17 @@ def _collect_git(root: str, section: dict[str, Any]) -> None:
     candidates = module_files_in(root)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(_start_git(root, "status", "--porcelain=v2", "--branch", "-z", env=env))
+        procs.append(
+            _start_git(
+                root,
+                "status",
+                "--porcelain=v2",
+                "--branch",
+                "--untracked-files=normal",
+                "-z",
+                env=env,
+            )
+        )
         procs.append(_start_git(root, *_diff_args(), env=env))
         procs.append(_start_git(root, "config", "--get-regexp", r"^remote\..*\.url$", env=env))
         if candidates:
@@ -338,50 +392,69 @@ def _collect_git(root: str, section: dict[str, Any]) -> None:
     section["untracked"] = untracked[:UNTRACKED_MAX]
     section["untracked_truncated"] = len(untracked) > UNTRACKED_MAX
 
-    sources, source_patches = _read_unversioned(root, [p for p in candidates if p not in tracked])
+    _module_files.pop(root, None)  # a fresh collection reads every module again
+    _classify_modules(root, candidates, tracked)
+    sources = _unversioned_records(root)
     section["unversioned_sources"] = sources
     kept, truncated = _cap_diff(diff_raw)
     section["diff_digest"] = digest_bytes(diff_raw) if diff_raw else None
     section["diff_bytes"] = len(diff_raw)
     section["diff_truncated"] = truncated
     section["dirty"] = bool(state["changed"] or diff_raw or sources)
-    text = kept.decode("utf-8", errors="replace") + "".join(source_patches)
-    if text:
-        _patches[_patch_key(section)] = text
+    if diff_raw:
+        key = (root, section["commit"], section["diff_digest"])
+        _tracked_texts[key] = kept.decode("utf-8", errors="replace")
 
 
 def diff_text(code_section: dict[str, Any]) -> str | None:
     """One patch for `git apply` on the recorded commit: tracked changes plus unversioned sources.
 
-    Available in the process that captured (or rebuilt from the checkout while it
-    still matches the record); None when there is nothing to apply.
+    Available in the process that captured, or rebuilt from the checkout while it
+    still matches the record digest for digest; None when there is nothing to apply.
     """
-    if not code_section:
+    root = (code_section or {}).get("root")
+    if not root or not code_section.get("dirty"):
         return None
-    text = _patches.get(_patch_key(code_section))
-    if text is None and code_section.get("dirty") and code_section.get("root"):
+    text = _assemble(code_section)
+    if text is None:
         try:
-            text = _rebuild_patch(code_section)
+            _reread(code_section)
         except Exception:
-            text = None
+            return None
+        text = _assemble(code_section)
     return text or None
 
 
-def _rebuild_patch(section: dict[str, Any]) -> str | None:
-    """The patch from the checkout itself, only if it still matches the record digest for digest."""
+def _assemble(section: dict[str, Any]) -> str | None:
+    root = str(section["root"])
+    pieces = []
+    if section.get("diff_digest"):
+        tracked = _tracked_texts.get((root, section.get("commit"), section["diff_digest"]))
+        if tracked is None:
+            return None
+        pieces.append(tracked)
+    for source in section.get("unversioned_sources") or []:
+        if source.get("in_diff"):
+            patch = _source_texts.get((root, source.get("path"), source.get("digest")))
+            if patch is None:
+                return None
+            pieces.append(patch)
+    return "".join(pieces)
+
+
+def _reread(section: dict[str, Any]) -> None:
+    """Fill the patch pieces from the checkout, each only if it matches its recorded digest."""
     root = str(section["root"])
     env = _git_env()
-    head = _finish_git(_start_git(root, "rev-parse", "HEAD", env=env)).decode().strip()
-    if head != section.get("commit"):
-        return None
-    diff_raw = _finish_git(_start_git(root, *_diff_args(), env=env))
-    if (digest_bytes(diff_raw) if diff_raw else None) != section.get("diff_digest"):
-        return None
-    recorded = section.get("unversioned_sources") or []
-    sources, patches = _read_unversioned(root, [s["path"] for s in recorded])
-    if [s["digest"] for s in sources] != [s.get("digest") for s in recorded]:
-        return None
-    kept, _ = _cap_diff(diff_raw)
-    text = kept.decode("utf-8", errors="replace") + "".join(patches)
-    _patches[_patch_key(section)] = text
-    return text
+    if section.get("diff_digest"):
+        head = _finish_git(_start_git(root, "rev-parse", "HEAD", env=env)).decode().strip()
+        diff_raw = _finish_git(_start_git(root, *_diff_args(), env=env))
+        if head == section.get("commit") and digest_bytes(diff_raw) == section["diff_digest"]:
+            kept, _ = _cap_diff(diff_raw)
+            _tracked_texts[(root, head, section["diff_digest"])] = kept.decode(
+                "utf-8", errors="replace"
+            )
+    wanted = [s for s in section.get("unversioned_sources") or [] if s.get("in_diff")]
+    for record in _read_unversioned(root, [str(s.get("path")) for s in wanted], SOURCES_MAX_BYTES):
+        if not any(s.get("digest") == record["digest"] for s in wanted):
+            _source_texts.pop((root, record["path"], record["digest"]), None)

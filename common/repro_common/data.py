@@ -27,9 +27,11 @@ Encodings (stable: changing one changes fingerprints users have recorded):
 
 from __future__ import annotations
 
+import array
 import errno
 import json
 import mmap
+import operator
 import os
 import stat
 import struct
@@ -43,12 +45,12 @@ from typing import Any, NamedTuple
 
 import blake3
 
-from repro_common.fingerprint_cache import FingerprintCache, StatKey, open_cache
+from repro_common.fingerprint_cache import FingerprintCache, open_cache, stat_key
 
 PREFIX = "blake3:"
 SUPPORTED_KINDS = (
     "bytes/bytearray/memoryview, a file or directory path (str or os.PathLike), "
-    "numpy arrays (not object dtype), torch tensors (dense), pandas DataFrame/Series, "
+    "numpy arrays (not object dtype), torch tensors (dense), pandas DataFrame/Series/Index, "
     "torch TensorDataset/Subset/ConcatDataset/DataLoader, map-style datasets "
     "(__len__ and __getitem__), or any object with a __fingerprint__() method"
 )
@@ -103,7 +105,15 @@ class FingerprintResult:
     partial: bool = False
     items_hashed: int | None = None
     items_total: int | None = None
-    entries: list[FileEntry] = field(default_factory=list, repr=False)
+    raw_entries: list[tuple[bytes, int, bytes]] = field(default_factory=list, repr=False)
+
+    @property
+    def entries(self) -> list[FileEntry]:
+        """Every file, sorted by relative POSIX path (built on demand: folders can be large)."""
+        return [
+            FileEntry(os.fsdecode(rel), size, PREFIX + digest.hex())
+            for rel, size, digest in self.raw_entries
+        ]
 
     def listing(self) -> list[dict[str, Any]]:
         """The per-file manifest, ready for JSON (sorted by path)."""
@@ -126,7 +136,7 @@ class _Context:
     max_items: int | None
     cache: FingerprintCache | None
     progress: ProgressFn | None
-    entries: list[FileEntry] = field(default_factory=list)
+    raw_entries: list[tuple[bytes, int, bytes]] = field(default_factory=list)
     files: int | None = None
 
 
@@ -159,7 +169,7 @@ def fingerprint_details(
         partial=node.partial,
         items_hashed=node.items_hashed,
         items_total=node.items_total,
-        entries=ctx.entries,
+        raw_entries=ctx.raw_entries,
     )
 
 
@@ -336,7 +346,7 @@ def _torch_node(obj: Any, torch: Any, ctx: _Context) -> tuple[str, _Node] | None
         )
     if isinstance(obj, data.Subset):
         inner = _child(obj.dataset, ctx)
-        indices = _index_digest([int(i) for i in obj.indices])
+        indices = _index_digest(map(int, obj.indices))
         node = _combine("subset", [inner, indices])
         node.items_hashed, node.items_total = inner.items_hashed, inner.items_total
         return "subset", node
@@ -418,8 +428,15 @@ def _device_chunks(tensor: Any, np: Any) -> Iterator[Any]:
         yield np.ascontiguousarray(host, dtype=_little(host.dtype)).reshape(-1).view(np.uint8)
 
 
-def _index_digest(indices: list[int]) -> _Node:
-    packed = struct.pack(f"<{len(indices)}q", *indices)
+def _int64s(values: Iterable[int], typecode: str = "q") -> bytes:
+    packed = array.array(typecode, values)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _index_digest(indices: Iterable[int]) -> _Node:
+    packed = _int64s(indices)
     hasher = _hasher()
     hasher.update(_tag("mlrepro.indices/1"))
     _frame(hasher, packed)
@@ -470,7 +487,7 @@ def _loader_settings(loader: Any, torch: Any) -> dict[str, Any]:
         settings["replacement"] = bool(sampler.replacement)
         settings["num_samples"] = int(sampler.num_samples)
     if isinstance(sampler, data.SubsetRandomSampler):
-        settings["indices"] = _index_digest([int(i) for i in sampler.indices]).digest.hex()
+        settings["indices"] = _index_digest(map(int, sampler.indices)).digest.hex()
     if isinstance(sampler, data.WeightedRandomSampler):
         settings["weights"] = (
             PREFIX + _tensor_node(torch.as_tensor(sampler.weights), torch).digest.hex()
@@ -514,7 +531,15 @@ def _dataset_node(dataset: Any, ctx: _Context) -> _Node:
     partial = limit < total
     for index in range(limit):
         try:
-            item = _item_node(dataset[index], ctx)
+            value = dataset[index]
+        except (KeyError, IndexError) as exc:
+            raise TypeError(
+                f"{type(dataset).__qualname__} has __len__ and __getitem__ but item {index} cannot "
+                f"be read ({exc!r}): map-style datasets are indexed 0..len-1; give it a "
+                "__fingerprint__() method instead"
+            ) from exc
+        try:
+            item = _item_node(value, ctx)
         except TypeError as exc:
             raise TypeError(f"item {index} of {type(dataset).__qualname__}: {exc}") from exc
         hasher.update(item.digest)
@@ -623,7 +648,7 @@ def _objects_node(values: Any, pd: Any) -> _Node:
     if all(type(v) is str for v in values):
         encoded = [v.encode("utf-8", "surrogatepass") for v in values]
         hasher.update(b"S")
-        hasher.update(struct.pack(f"<{len(encoded)}Q", *map(len, encoded)))
+        hasher.update(_int64s(map(len, encoded), "Q"))
         blob = b"".join(encoded)
         hasher.update(blob)
         return _Node(hasher.digest(), size=len(blob))
@@ -694,31 +719,45 @@ def _path_node(path: str, ctx: _Context) -> tuple[str, _Node]:
         st = os.stat(path)
     except OSError as exc:
         raise _path_error(exc, path) from None
+    absolute = os.path.abspath(path)
     if stat.S_ISREG(st.st_mode):
-        digest, size = _file_digests([(os.path.abspath(path), st)], ctx, st.st_size)[0]
+        files = [_FileStat(os.fsencode(absolute), st.st_size, stat_key(st))]
+        digest, size = _file_digests(files, b"", ctx, tree=False)[0]
         ctx.files = 1
-        ctx.entries = [
-            FileEntry(os.path.basename(os.path.abspath(path)), size, PREFIX + digest.hex())
-        ]
+        ctx.raw_entries = [(os.fsencode(os.path.basename(absolute)), size, digest)]
         return "file", _Node(digest, size=size)
     if stat.S_ISDIR(st.st_mode):
-        return "directory", _directory_node(os.path.abspath(path), st, ctx)
+        return "directory", _directory_node(os.fsencode(absolute), st, ctx)
     raise OSError(errno.EINVAL, "not a regular file or directory (cannot fingerprint it)", path)
 
 
-def _path_error(exc: OSError, path: str) -> OSError:
+def _path_error(exc: OSError, path: str | bytes) -> OSError:
     """Keep the errno but always name the path the user gave or the file we stopped at."""
+    where = os.fsdecode(exc.filename if exc.filename is not None else path)
     if exc.errno == errno.ELOOP:
-        return OSError(errno.ELOOP, "symlink loop (too many levels of symbolic links)", path)
-    return type(exc)(exc.errno, exc.strerror or str(exc), exc.filename or path)
+        return OSError(errno.ELOOP, "symlink loop (too many levels of symbolic links)", where)
+    return type(exc)(exc.errno, exc.strerror or str(exc), where)
 
 
-def _walk(root: str, root_st: os.stat_result) -> list[tuple[str, str, os.stat_result]]:
-    """(relative POSIX path, absolute path, stat) of every regular file; symlinks followed."""
-    found: list[tuple[str, str, os.stat_result]] = []
-    stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [
-        (root, "", frozenset({(root_st.st_dev, root_st.st_ino)}))
+class _FileStat(NamedTuple):
+    """A file found by the walk: path (relative to the folder, or absolute), size, stat key."""
+
+    path: bytes
+    size: int
+    key: bytes
+
+
+def _walk(root: bytes, root_st: os.stat_result) -> list[_FileStat]:
+    """Every regular file under `root` (relative POSIX paths); symlinks followed, loops refused.
+
+    Paths stay bytes: no decoding cost per file, and names that are not valid
+    UTF-8 still hash and cache exactly.
+    """
+    found: list[_FileStat] = []
+    stack: list[tuple[bytes, bytes, frozenset[tuple[int, int]]]] = [
+        (root, b"", frozenset({(root_st.st_dev, root_st.st_ino)}))
     ]
+    regular, folder = stat.S_ISREG, stat.S_ISDIR
     while stack:
         directory, prefix, ancestors = stack.pop()
         try:
@@ -727,93 +766,107 @@ def _walk(root: str, root_st: os.stat_result) -> list[tuple[str, str, os.stat_re
         except OSError as exc:
             raise _path_error(exc, directory) from None
         for entry in entries:
-            relative = prefix + entry.name
             try:
                 st = entry.stat()
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 if entry.is_symlink():
-                    raise OSError(errno.ENOENT, "broken symbolic link", entry.path) from None
-                raise
+                    raise OSError(
+                        errno.ENOENT, "broken symbolic link", os.fsdecode(entry.path)
+                    ) from None
+                raise _path_error(exc, entry.path) from None
             except OSError as exc:
                 raise _path_error(exc, entry.path) from None
-            if stat.S_ISREG(st.st_mode):
-                found.append((relative, entry.path, st))
-            elif stat.S_ISDIR(st.st_mode):
+            mode = st.st_mode
+            if regular(mode):
+                found.append(_FileStat(prefix + entry.name, st.st_size, stat_key(st)))
+            elif folder(mode):
                 key = (st.st_dev, st.st_ino)
                 if key in ancestors:
                     raise OSError(
                         errno.ELOOP,
                         "symlink loop (a folder links back to its ancestor)",
-                        entry.path,
+                        os.fsdecode(entry.path),
                     )
-                stack.append((entry.path, relative + "/", ancestors | {key}))
+                stack.append((entry.path, prefix + entry.name + b"/", ancestors | {key}))
             else:
                 raise OSError(
                     errno.EINVAL,
                     "not a regular file or directory (cannot fingerprint it)",
-                    entry.path,
+                    os.fsdecode(entry.path),
                 )
     return found
 
 
-def _directory_node(root: str, root_st: os.stat_result, ctx: _Context) -> _Node:
+_LEN_SIZE = struct.Struct("<QQ")
+
+
+def _directory_node(root: bytes, root_st: os.stat_result, ctx: _Context) -> _Node:
     files = _walk(root, root_st)
-    files.sort(key=lambda f: os.fsencode(f[0]))
-    total = sum(st.st_size for _, _, st in files)
-    digests = _file_digests([(path, st) for _, path, st in files], ctx, total, tree=root)
+    files.sort(key=operator.itemgetter(0))
+    digests = _file_digests(files, os.path.join(root, b""), ctx, tree=True)
+    listing = bytearray()
+    pack = _LEN_SIZE.pack
+    raw = []
+    size = 0
+    for (relative, _, _), (digest, length) in zip(files, digests, strict=True):
+        listing += pack(len(relative), length)
+        listing += relative
+        listing += digest
+        raw.append((relative, length, digest))
+        size += length
     hasher = _hasher()
     hasher.update(_tag("mlrepro.dir/1"))
     hasher.update(_u64(len(files)))
-    entries = []
-    size = 0
-    for (relative, _, _), (digest, length) in zip(files, digests, strict=True):
-        _frame(hasher, os.fsencode(relative))
-        hasher.update(_u64(length))
-        hasher.update(digest)
-        entries.append(FileEntry(relative, length, PREFIX + digest.hex()))
-        size += length
-    ctx.entries = entries
+    hasher.update(listing)
+    ctx.raw_entries = raw
     ctx.files = len(files)
     return _Node(hasher.digest(), size=size)
 
 
 def _file_digests(
-    files: list[tuple[str, os.stat_result]], ctx: _Context, total: int, tree: str | None = None
+    files: list[_FileStat], base: bytes, ctx: _Context, tree: bool
 ) -> list[tuple[bytes, int]]:
-    """(digest, size) per file, in order: from the cache when the stat key matches, else hashed."""
+    """(digest, size) per file, in order: from the cache when the stat key matches, else hashed.
+
+    File paths are `base + path`; with `tree`, `base` is a folder whose cached
+    entries are read in one range scan.
+    """
     cache = ctx.cache
-    keys = [StatKey.of(st) for _, st in files]
     results: list[tuple[bytes, int] | None] = [None] * len(files)
     if cache is not None:
-        if tree is not None:
-            known = cache.lookup_tree(tree)
-            cached = [known.get(os.fsencode(path)) for path, _ in files]
+        if tree:
+            known = cache.lookup_tree(base)
+            for i, (path, size, key) in enumerate(files):
+                hit = known.get(base + path)
+                if hit is not None and hit[0] == key:
+                    results[i] = (hit[1], size)
         else:
-            cached = [cache.lookup(path) for path, _ in files]
-        for i, hit in enumerate(cached):
-            if hit is not None and tuple(hit[:4]) == tuple(keys[i]):
-                results[i] = (hit.digest, keys[i].size)
+            for i, (path, size, key) in enumerate(files):
+                one = cache.lookup(base + path)
+                if one is not None and one[0] == key:
+                    results[i] = (one[1], size)
+    total = sum(f.size for f in files)
     progress = ctx.progress
     if progress is not None:
-        done = sum(r[1] for r in results if r is not None)
-        progress(done, total)
+        progress(sum(r[1] for r in results if r is not None), total)
     missing = [i for i, r in enumerate(results) if r is None]
-    for i, result in _hash_files(
-        [files[i][0] for i in missing], missing, [keys[i].size for i in missing], progress, total
-    ):
-        results[i] = result
+    paths = [base + files[i].path for i in missing]
+    sizes = [files[i].size for i in missing]
+    for n, result in _hash_files(paths, sizes, progress, total):
+        results[missing[n]] = result
     if cache is not None and missing:
         cache.store(
-            (files[i][0], keys[i], results[i][0])  # type: ignore[index]
-            for i in missing
-            if results[i][1] == keys[i].size  # type: ignore[index]
+            (paths[n], files[i].key, results[i][0])  # type: ignore[index]
+            for n, i in enumerate(missing)
+            if results[i][1] == files[i].size  # type: ignore[index]
         )
     return results  # type: ignore[return-value]
 
 
 def _hash_files(
-    paths: list[str], ids: list[int], sizes: list[int], progress: ProgressFn | None, total: int
+    paths: list[bytes], sizes: list[int], progress: ProgressFn | None, total: int
 ) -> Iterator[tuple[int, tuple[bytes, int]]]:
+    """(position, (digest, size)) for each path: small files in batches on a thread pool."""
     if not paths:
         return
     batches: list[list[int]] = [[]]
@@ -826,18 +879,24 @@ def _hash_files(
         batch_bytes += size
 
     def run(batch: list[int]) -> list[tuple[int, tuple[bytes, int]]]:
-        return [(ids[n], hash_file(paths[n], progress, total)) for n in batch]
+        return [(n, hash_file(paths[n], progress, total)) for n in batch]
 
     if len(batches) == 1:
         yield from run(batches[0])
         return
     workers = min(len(batches), max(2, 2 * (os.cpu_count() or 2)), 16)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlrepro-hash") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlrepro-hash")
+    try:
         for finished in pool.map(run, batches):
             yield from finished
+    finally:
+        # On an error, do not read the rest of a large folder before reporting it.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def hash_file(path: str, progress: ProgressFn | None = None, total: int = 0) -> tuple[bytes, int]:
+def hash_file(
+    path: str | bytes, progress: ProgressFn | None = None, total: int = 0
+) -> tuple[bytes, int]:
     """(blake3 digest, bytes read) of one file; memory stays flat whatever its size."""
     try:
         with open(path, "rb", buffering=0) as handle:
@@ -854,7 +913,9 @@ def hash_file(path: str, progress: ProgressFn | None = None, total: int = 0) -> 
                 # Re-check before each window: touching pages past a truncated end
                 # would raise SIGBUS, so a file that shrinks mid-way is an error.
                 if os.fstat(handle.fileno()).st_size < offset + min(MMAP_WINDOW, size - offset):
-                    raise OSError(errno.EIO, "file shrank while it was being fingerprinted", path)
+                    raise OSError(
+                        errno.EIO, "file shrank while it was being fingerprinted", os.fsdecode(path)
+                    )
                 length = min(MMAP_WINDOW, size - offset)
                 window = mmap.mmap(handle.fileno(), length, access=mmap.ACCESS_READ, offset=offset)
                 try:
@@ -904,7 +965,12 @@ def track_data(
     if isinstance(obj, (str, os.PathLike)):
         from repro_common.dvc import dvc_record
 
-        dvc = dvc_record(os.fspath(obj))
+        try:
+            dvc = dvc_record(os.fspath(obj))
+        except Exception as exc:  # the link is a bonus; the fingerprint stands without it
+            warnings.warn(
+                f"mlrepro: cannot read DVC files for {name!r}: {exc}", RuntimeWarning, stacklevel=2
+            )
         if source is None:
             source = os.path.abspath(os.fspath(obj))
     item = {

@@ -212,7 +212,7 @@ def _compare(a: Any, b: Any, path: str, rtol: float, atol: float) -> Difference 
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         if type(a) is not type(b):
             return Difference(label, type(a).__name__, type(b).__name__, "types differ")
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):  # lengths are compared after
             found = _compare(x, y, f"{path}[{i}]", rtol, atol)
             if found:
                 return found

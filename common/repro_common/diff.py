@@ -30,6 +30,18 @@ GROUPS = (
 )
 
 
+# Variables that carry a seed or a determinism switch: a difference in them is a seed difference.
+SEED_VARIABLES = frozenset(
+    {
+        "PL_GLOBAL_SEED",
+        "PL_SEED_WORKERS",
+        "MLREPRO_SEED",
+        "PYTHONHASHSEED",
+        "CUBLAS_WORKSPACE_CONFIG",
+    }
+)
+
+
 @dataclass
 class Change:
     field: str
@@ -161,15 +173,20 @@ def _code(code: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _seeds(seeds: dict[str, Any]) -> dict[str, Any]:
+def _seeds(seeds: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
     return flatten(
         {
             "global": seeds.get("global"),
             "derived": seeds.get("derived") or {},
             "determinism": seeds.get("determinism") or {},
             "hash_randomization": seeds.get("hash_randomization") or {},
+            "env": {k: v for k, v in variables.items() if k in SEED_VARIABLES},
         }
     )
+
+
+def _variables(env: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in (env.get("variables") or {}).items() if k not in SEED_VARIABLES}
 
 
 def _data(data: list[dict[str, Any]]) -> dict[str, Any]:
@@ -184,12 +201,13 @@ def diff_manifests(a: Manifest, b: Manifest) -> dict[str, list[Change]]:
     return {
         "packages": _compare(_packages(env_a), _packages(env_b)),
         "platform": _compare(_platform(env_a), _platform(env_b)),
-        "environment variables": _compare(
-            env_a.get("variables") or {}, env_b.get("variables") or {}
-        ),
+        "environment variables": _compare(_variables(env_a), _variables(env_b)),
         "container": _compare(container_a, container_b),
         "code": _compare(_code(a.code), _code(b.code)),
-        "seeds": _compare(_seeds(a.seeds), _seeds(b.seeds)),
+        "seeds": _compare(
+            _seeds(a.seeds, env_a.get("variables") or {}),
+            _seeds(b.seeds, env_b.get("variables") or {}),
+        ),
         "data": _compare(_data(a.data), _data(b.data)),
     }
 

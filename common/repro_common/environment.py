@@ -496,8 +496,9 @@ def collect_hardware(
     from_torch = guarded("environment.hardware.torch", _torch_accelerators, None, errors) or {}
     hardware.update({k: v for k, v in from_torch.items() if k != "gpus"})
     if smi is not None:
+        nothing: tuple[list[dict[str, Any]], str | None] = ([], None)
         gpus, driver = guarded(
-            "environment.hardware.gpus", lambda: _finish_nvidia_smi(smi), ([], None), errors
+            "environment.hardware.gpus", lambda: _finish_nvidia_smi(smi), nothing, errors
         )
         hardware["gpus"], hardware["driver"] = gpus, driver
     elif from_torch.get("gpus"):
@@ -509,7 +510,7 @@ def collect_hardware(
 
 def collect_container() -> dict[str, Any]:
     """Whether we run in a container, and its image when the environment names it."""
-    evidence = os.path.exists("/.dockerenv") or bool(os.environ.get("container"))
+    evidence = os.path.exists("/.dockerenv") or bool(os.environ.get("container"))  # noqa: SIM112 (systemd's name)
     evidence = evidence or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     image = image_digest = source = None
     if os.path.exists("/run/.containerenv"):  # podman writes the image it started from
@@ -551,19 +552,18 @@ def collect_variables() -> dict[str, str]:
 
 def collect_environment(errors: list[dict[str, Any]]) -> dict[str, Any]:
     """The environment section; each part can fail alone and is then left empty."""
-    from repro_common.manifest import environment_digest
-
     smi = guarded("environment.hardware.gpus", _start_nvidia_smi, None, errors)
     environment: dict[str, Any] = {
-        "python": guarded("environment.python", collect_python, {}, errors),
-        "os": guarded("environment.os", collect_os, {}, errors),
-        "packages": guarded("environment.packages", lambda: collect_packages(errors), [], errors),
+        "python": guarded("environment.python", collect_python, dict[str, Any](), errors),
+        "os": guarded("environment.os", collect_os, dict[str, Any](), errors),
+        "packages": guarded(
+            "environment.packages", lambda: collect_packages(errors), list[dict[str, Any]](), errors
+        ),
         "conda": guarded("environment.conda", collect_conda, None, errors),
         "container": guarded("environment.container", collect_container, None, errors),
-        "variables": guarded("environment.variables", collect_variables, {}, errors),
+        "variables": guarded("environment.variables", collect_variables, dict[str, str](), errors),
     }
     environment["hardware"] = guarded(
-        "environment.hardware", lambda: collect_hardware(errors, smi), {}, errors
+        "environment.hardware", lambda: collect_hardware(errors, smi), dict[str, Any](), errors
     )
-    environment["digest"] = environment_digest(environment)
-    return environment
+    return environment  # `digest` is added by Manifest, over this section's relevant fields

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import struct
 import threading
 import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
 
 CACHE_FILE = "fingerprints-v1.sqlite3"
 # A file modified this recently may change again within the same mtime tick
@@ -25,42 +25,26 @@ CACHE_FILE = "fingerprints-v1.sqlite3"
 RACY_WINDOW_NS = 2_000_000_000
 _BUSY_TIMEOUT_S = 15.0
 
+# `stat` packs (device, inode, size, mtime_ns) as four little-endian uint64: one
+# bytes comparison per file keeps a warm re-fingerprint close to the cost of stat.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS file_digests (
     path BLOB PRIMARY KEY,
-    dev INTEGER NOT NULL,
-    ino INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
+    stat BLOB NOT NULL,
     digest BLOB NOT NULL
 ) WITHOUT ROWID
 """
+_STAT = struct.Struct("<3Qq")
+_U64 = (1 << 64) - 1
 
 
-class CachedDigest(NamedTuple):
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-    digest: bytes
+def stat_key(st: os.stat_result) -> bytes:
+    """What must be unchanged for a cached digest to be trusted: device, inode, size, mtime_ns."""
+    return _STAT.pack(st.st_dev & _U64, st.st_ino & _U64, st.st_size, st.st_mtime_ns)
 
 
-class StatKey(NamedTuple):
-    """What must be unchanged for a cached digest to be trusted."""
-
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> StatKey:
-        return cls(_i64(st.st_dev), _i64(st.st_ino), st.st_size, st.st_mtime_ns)
-
-
-def _i64(value: int) -> int:
-    """SQLite integers are signed 64-bit; some filesystems hand out larger inode numbers."""
-    return value - (1 << 64) if value >= (1 << 63) else value
+def key_mtime_ns(key: bytes) -> int:
+    return int(_STAT.unpack(key)[3])
 
 
 def default_cache_dir() -> Path:
@@ -160,24 +144,24 @@ class FingerprintCache:
         )
 
     # -- reads ------------------------------------------------------------
-    def lookup(self, path: str) -> CachedDigest | None:
+    def lookup(self, path: bytes) -> tuple[bytes, bytes] | None:
+        """(stat key, digest) cached for one file (path as bytes, see os.fsencode)."""
         with self._lock:
             conn = self._connection()
             if conn is None:
                 return None
             try:
                 row = conn.execute(
-                    "SELECT dev, ino, size, mtime_ns, digest FROM file_digests WHERE path = ?",
-                    (os.fsencode(path),),
+                    "SELECT stat, digest FROM file_digests WHERE path = ?", (path,)
                 ).fetchone()
             except sqlite3.Error as exc:
                 self._fail(exc)
                 return None
-        return CachedDigest(*row) if row else None
+        return (row[0], row[1]) if row else None
 
-    def lookup_tree(self, root: str) -> dict[bytes, CachedDigest]:
-        """Every cached entry under the folder `root`, in one range scan (keys: fsencoded paths)."""
-        prefix = os.fsencode(os.path.join(root, ""))
+    def lookup_tree(self, root: bytes) -> dict[bytes, tuple[bytes, bytes]]:
+        """path -> (stat key, digest) of every cached file under the folder `root`: one range scan."""
+        prefix = os.path.join(root, b"")
         upper = prefix[:-1] + bytes([prefix[-1] + 1])
         with self._lock:
             conn = self._connection()
@@ -185,24 +169,19 @@ class FingerprintCache:
                 return {}
             try:
                 rows = conn.execute(
-                    "SELECT path, dev, ino, size, mtime_ns, digest FROM file_digests "
-                    "WHERE path >= ? AND path < ?",
+                    "SELECT path, stat, digest FROM file_digests WHERE path >= ? AND path < ?",
                     (prefix, upper),
                 ).fetchall()
             except sqlite3.Error as exc:
                 self._fail(exc)
                 return {}
-        return {row[0]: CachedDigest(*row[1:]) for row in rows}
+        return {path: (key, digest) for path, key, digest in rows}
 
     # -- writes -----------------------------------------------------------
-    def store(self, entries: Iterable[tuple[str, StatKey, bytes]]) -> int:
-        """Remember digests of files that were not modified within the racy window."""
-        now = time.time_ns()
-        rows = [
-            (os.fsencode(path), key.dev, key.ino, key.size, key.mtime_ns, digest)
-            for path, key, digest in entries
-            if now - key.mtime_ns > RACY_WINDOW_NS
-        ]
+    def store(self, entries: Iterable[tuple[bytes, bytes, bytes]]) -> int:
+        """Remember (path, stat key, digest) of files not modified within the racy window."""
+        horizon = time.time_ns() - RACY_WINDOW_NS
+        rows = [entry for entry in entries if key_mtime_ns(entry[1]) < horizon]
         if not rows or self._readonly:
             return 0
         with self._lock:
@@ -213,8 +192,7 @@ class FingerprintCache:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(
-                        "INSERT OR REPLACE INTO file_digests "
-                        "(path, dev, ino, size, mtime_ns, digest) VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO file_digests (path, stat, digest) VALUES (?, ?, ?)",
                         rows,
                     )
                     conn.execute("COMMIT")

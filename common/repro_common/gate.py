@@ -149,6 +149,19 @@ def code_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
         return RuleResult("code", True, f"clean tree at {short}")
     if dirty is None:
         return RuleResult("code", False, f"commit {short} but the dirty state is unknown")
+    missing = [
+        str(source.get("path"))
+        for source in code.get("unversioned_sources") or []
+        if source.get("in_diff") is False
+    ]
+    if missing:
+        return RuleResult(
+            "code",
+            False,
+            f"{len(missing)} uncommitted source file(s) that ran are not stored "
+            f"(too large or not text): {', '.join(missing[:3])}: commit them",
+            details=missing,
+        )
     if code.get("diff_truncated"):
         return RuleResult(
             "code",
@@ -231,9 +244,11 @@ def environment_rule(
             "environment", False, "; ".join(parts), details=blocked + problems + notes
         )
     spec = "environment spec stored" if artifacts is not None else "environment spec will be stored"
-    reason = f"all {len(packages)} packages reinstallable; {spec}"
     if notes:
-        reason += f" ({'; '.join(notes)})"
+        reason = f"{len(packages) - len(notes)} of {len(packages)} packages reinstallable, "
+        reason += f"{'; '.join(notes)}; {spec}"
+    else:
+        reason = f"all {len(packages)} packages reinstallable; {spec}"
     return RuleResult("environment", True, reason, details=notes)
 
 
@@ -274,7 +289,8 @@ def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
     inputs = manifest.data
     if not inputs:
         return RuleResult("data", True, "no tracked inputs")
-    details = []
+    details: list[str] = []
+    by_dvc = by_copy = 0
     for item in inputs:
         name = item.get("name")
         if not FINGERPRINT.match(str(item.get("fingerprint") or "")):
@@ -282,12 +298,16 @@ def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
         elif item.get("partial"):
             details.append(f"{name!r} was only partly fingerprinted (partial)")
         elif (item.get("dvc") or {}).get("md5"):
-            continue
+            by_dvc += 1
         elif artifacts is None:
             plan = plan_snapshot(item, manifest)
-            if not plan.retrievable:
+            if plan.retrievable:
+                by_copy += 1
+            else:
                 details.append(plan.reason)
-        elif not _snapshot_stored(item, artifacts):
+        elif _snapshot_stored(item, artifacts):
+            by_copy += 1
+        else:
             details.append(f"{name!r} has no DVC reference and no snapshot in repro/data/")
     if details:
         reason = (
@@ -296,7 +316,12 @@ def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
             else f"{len(details)} inputs not retrievable: {details[0]}; …"
         )
         return RuleResult("data", False, reason, details=details)
-    return RuleResult("data", True, f"{len(inputs)} input(s) fingerprinted and retrievable")
+    return RuleResult(
+        "data",
+        True,
+        f"{len(inputs)} input(s) fingerprinted and retrievable "
+        f"({by_dvc} by DVC md5, {by_copy} by snapshot)",
+    )
 
 
 def evaluate(

@@ -42,6 +42,8 @@ VOLATILE_PATHS: tuple[str, ...] = (
     "seeds.source",
     "seeds.ranks",
 )
+# Package sources whose `url` is a local path: where the checkout sits, not what it holds.
+PATH_SOURCES = ("editable", "local")
 # Per-item keys left out of the data digest (the fingerprint already covers content;
 # `snapshot` says where a copy is stored, added by the production track or promotion).
 VOLATILE_DATA_KEYS = ("source", "size_bytes", "files", "dvc", "snapshot")
@@ -71,6 +73,9 @@ def _relevant_view(doc: dict[str, Any]) -> dict[str, Any]:
     view = {k: copy.deepcopy(doc.get(k)) for k in ("environment", "code", "seeds", "data")}
     for dotted in VOLATILE_PATHS:
         _drop_path(view, dotted)
+    for package in (view.get("environment") or {}).get("packages") or []:
+        if package.get("source") in PATH_SOURCES:
+            package.pop("url", None)  # a checkout's location, not its content
     data = view.get("data") or []
     view["data"] = sorted(
         ({k: v for k, v in item.items() if k not in VOLATILE_DATA_KEYS} for item in data),

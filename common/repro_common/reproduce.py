@@ -149,7 +149,6 @@ def materialise(
     target.mkdir(parents=True, exist_ok=True)
     code_dir = target / CODE_DIR
 
-    say(f"cloning {short(commit)}")
     cloned_from = _clone(code, commit, code_dir, say)
     diff = record.read_artifact("repro/code.diff")
     if code.get("dirty") and not diff:
@@ -174,6 +173,7 @@ def materialise(
     (target / "manifest.json").write_text(manifest.to_json() + "\n")
     (target / "requirements.txt").write_bytes(_requirements(record))
     (target / "Dockerfile").write_text(_dockerfile(record, manifest))
+    (target / ".dockerignore").write_text(f"{VENV_DIR}/\n{LOG}\nwandb/\n")
     ws.tracker_env, ws.secret_env = _tracker_env(record, tracking_uri, target)
     ws.script.write_text(render_script(ws))
     ws.script.chmod(0o755)
@@ -311,10 +311,17 @@ def _dockerfile(record: RunRecord, manifest: Manifest) -> str:
             "COPY requirements.txt /tmp/mlrepro-requirements.txt\n"
             "RUN python -m pip install --no-cache-dir -r /tmp/mlrepro-requirements.txt\n"
         )
+    git = "" if "install -y --no-install-recommends git" in base else (
+        "# git: the new run records the commit of code/.\n"
+        "RUN apt-get update && apt-get install -y --no-install-recommends git \\\n"
+        "    && rm -rf /var/lib/apt/lists/*\n"
+    )
     return base.rstrip("\n") + (
         "\n\n# The reproduction: the code at the recorded commit with its diff, run as recorded.\n"
         "# Build and run from this folder:  docker build -t repro . && docker run --rm repro\n"
-        "WORKDIR /reproduction\n"
+        "# (add -e MLFLOW_TRACKING_URI=<server> to log the new run where the original is)\n"
+        + git
+        + "WORKDIR /reproduction\n"
         "COPY . /reproduction\n"
         'ENV PYTHON="python"\n'
         'CMD ["bash", "reproduce.sh"]\n'
@@ -762,7 +769,7 @@ def _restore_snapshot(ws: Workspace, item: dict[str, Any], mapped: Path, say: St
     from repro_common.tracks import snapshot_prefix
 
     prefix = f"repro/{snapshot_prefix(str(item.get('name')))}/"
-    names = [n for n in ws.record.list_artifacts(prefix) if n.startswith(prefix)]
+    names = [n for n in ws.record.list_artifacts(prefix.rstrip("/")) if n.startswith(prefix)]
     if not names:
         return
     say(f"restoring input {item.get('name')} from the run's snapshot")
@@ -785,7 +792,7 @@ def short_fp(value: str | None) -> str:
     if not value:
         return "-"
     algo, _, hexdigest = str(value).partition(":")
-    return f"{algo}:{hexdigest[:12]}" if hexdigest else str(value)[:20]
+    return f"{algo}:{hexdigest[:8]}" if hexdigest else str(value)[:20]
 
 
 # -------------------------------------------------------------------------- run
@@ -870,7 +877,9 @@ def find_reproduction(
                 candidates.append(load_run(str(run_dir)))
             except Exception:
                 continue
-    preferred = [c for c in candidates if c.kind == ws.record.kind] or candidates
+    tagged = [c for c in candidates if c.tags.get("repro.reproduces") == ws.reproduces]
+    same_kind = [c for c in (tagged or candidates) if c.kind == ws.record.kind]
+    preferred = same_kind or tagged or candidates
     return preferred[0] if preferred else None
 
 
@@ -901,6 +910,11 @@ def _find_mlflow_run(
 def _new_wandb_dirs(ws: Workspace, started_at: float) -> list[Path]:
     """W&B run folders written since the run started, newest first."""
     roots = {ws.root / "wandb", ws.run_cwd / "wandb"}
+    if os.environ.get("WANDB_DIR"):
+        roots.add(Path(os.environ["WANDB_DIR"]) / "wandb")
+    original = Path(ws.record.location) if ws.record.kind == "wandb" and ws.record.location else None
+    if original is not None:
+        roots.add(original.parent)
     found = []
     for root in roots:
         if not root.is_dir():
@@ -909,6 +923,7 @@ def _new_wandb_dirs(ws: Workspace, started_at: float) -> list[Path]:
             if (
                 child.is_dir()
                 and not child.is_symlink()
+                and (original is None or child.resolve() != original.resolve())
                 and re.match(r"^(offline-)?run-", child.name)
                 and child.stat().st_mtime >= started_at - 1
             ):

@@ -17,6 +17,7 @@ import random
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import blake3
@@ -272,12 +273,19 @@ def collect_seeds(errors: list[dict[str, Any]]) -> dict[str, Any]:
         "source": source,
         "seeded": seeded,
         "derived": dict(sorted(state["derived"].items())),
-        "determinism": guarded("seeds.determinism", _determinism_switches, {}, errors),
-        "hash_randomization": guarded("seeds.hash_randomization", _hash_randomization, {}, errors),
-        "rng_digests": guarded("seeds.rng_digests", _rng_digests, {}, errors),
-        "ranks": guarded("seeds.ranks", lambda: _ranks(global_seed), {}, errors),
+        "determinism": _part("seeds.determinism", _determinism_switches, errors),
+        "hash_randomization": _part("seeds.hash_randomization", _hash_randomization, errors),
+        "rng_digests": _part("seeds.rng_digests", _rng_digests, errors),
+        "ranks": _part("seeds.ranks", lambda: _ranks(global_seed), errors),
     }
     return record
+
+
+def _part(
+    collector: str, fn: Callable[[], dict[str, Any]], errors: list[dict[str, Any]]
+) -> dict[str, Any]:
+    empty: dict[str, Any] = {}
+    return guarded(collector, fn, empty, errors)
 
 
 def _snapshot() -> dict[str, Any]:

@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from support.git import make_repo
+from support.procs import clean_env, run_python
 
 import repro_common
 from repro_common import code, environment
 from repro_common.manifest import Manifest
-from support.git import make_repo
-from support.procs import clean_env, run_python
 
 CAPTURE = "import repro_common; print(repro_common.capture().to_json())"
 
@@ -21,7 +21,9 @@ def _boom(*_args: object, **_kwargs: object) -> None:
     raise RuntimeError("injected fault")
 
 
-def test_capture_in_a_checkout_validates_and_round_trips(git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_capture_in_a_checkout_validates_and_round_trips(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(git_repo)
     manifest = repro_common.capture()
     manifest.validate()
@@ -42,7 +44,11 @@ def test_capture_in_a_checkout_validates_and_round_trips(git_repo: Path, monkeyp
     ],
 )
 def test_a_failing_collector_costs_only_its_part(
-    git_repo: Path, monkeypatch: pytest.MonkeyPatch, target: tuple, collector: str, section: str | None
+    git_repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    target: tuple,
+    collector: str,
+    section: str | None,
 ) -> None:
     monkeypatch.chdir(git_repo)
     monkeypatch.setattr(*target, _boom)
@@ -55,7 +61,9 @@ def test_a_failing_collector_costs_only_its_part(
     assert getattr(manifest, other)
 
 
-def test_every_collector_failing_at_once_still_gives_a_valid_record(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_collector_failing_at_once_still_gives_a_valid_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(environment, "collect_environment", _boom)
     monkeypatch.setattr(code, "collect_code", _boom)
     from repro_common import data, seeds
@@ -107,16 +115,22 @@ def test_a_package_version_change_changes_both_digests(tmp_path: Path) -> None:
     first = Manifest.from_json(run_python(CAPTURE, cwd=tmp_path, env=env).stdout)
     info.rename(site / "throwaway_pkg-1.0.1.dist-info")
     second = Manifest.from_json(run_python(CAPTURE, cwd=tmp_path, env=env).stdout)
-    versions = [p["version"] for p in second.environment["packages"] if p["name"] == "throwaway-pkg"]
+    versions = [
+        p["version"] for p in second.environment["packages"] if p["name"] == "throwaway-pkg"
+    ]
     assert versions == ["1.0.1"]
     assert second.environment["digest"] != first.environment["digest"]
     assert second.digest != first.digest
 
 
-def test_environment_and_code_are_collected_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_and_code_are_collected_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     calls = []
     real = environment.collect_environment
-    monkeypatch.setattr(environment, "collect_environment", lambda errors: calls.append(1) or real(errors))
+    monkeypatch.setattr(
+        environment, "collect_environment", lambda errors: calls.append(1) or real(errors)
+    )
     repro_common.capture()
     repro_common.capture()
     assert len(calls) == 1
@@ -125,7 +139,9 @@ def test_environment_and_code_are_collected_once_per_process(monkeypatch: pytest
     assert len(calls) == 2
 
 
-def test_capture_json_has_no_process_specific_path_in_the_digest(git_repo: Path, tmp_path: Path) -> None:
+def test_capture_json_has_no_process_specific_path_in_the_digest(
+    git_repo: Path, tmp_path: Path
+) -> None:
     """Moving a checkout (another clone path, same commit) keeps the digest."""
     import shutil
 

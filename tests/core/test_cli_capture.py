@@ -6,9 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
-from repro_common.manifest import Manifest, validate_document
 from support.git import git
 from support.procs import clean_env, run_cli
+
+from repro_common.manifest import Manifest, validate_document
 
 
 def test_capture_prints_a_readable_summary_of_the_checkout(git_repo: Path) -> None:
@@ -37,7 +38,9 @@ def test_capture_track_defaults_to_mlrepro_track(git_repo: Path) -> None:
     assert json.loads(proc.stdout)["track"] == "production"
 
 
-def test_capture_output_writes_the_run_files_that_rebuild_the_code(git_repo: Path, tmp_path: Path) -> None:
+def test_capture_output_writes_the_run_files_that_rebuild_the_code(
+    git_repo: Path, tmp_path: Path
+) -> None:
     (git_repo / "train.py").write_text("print('changed')\n")
     out = tmp_path / "repro"
     proc = run_cli("capture", "-o", str(out), cwd=git_repo)

@@ -11,12 +11,12 @@ import types
 from pathlib import Path
 
 import pytest
+from support.git import commit_all, git, make_repo
+from support.procs import run_python
 
 from repro_common import code
 from repro_common.code import collect_code, diff_text, new_file_patch, parse_status
 from repro_common.manifest import digest_bytes
-from support.git import commit_all, git, make_repo
-from support.procs import run_python
 
 CAPTURE_SCRIPT = """\
 import json, sys
@@ -29,7 +29,9 @@ if patch:
 """
 
 
-def _capture_in(repo: Path, script: str = "train.py", extra: list[str] | None = None, cwd: Path | None = None) -> tuple[dict, str | None]:
+def _capture_in(
+    repo: Path, script: str = "train.py", extra: list[str] | None = None, cwd: Path | None = None
+) -> tuple[dict, str | None]:
     """Run `python <script> OUT PATCH` in a fresh process, as a user's training script would."""
     out, patch = repo.parent / "section.json", repo.parent / "code.diff"
     patch.unlink(missing_ok=True)
@@ -109,7 +111,14 @@ def test_staged_unstaged_binary_and_untracked_imported_code_all_come_back_with_g
     assert section["diff_bytes"] == len(tracked)
 
     rebuilt = _rebuild(project, commit, patch, tmp_path / "rebuilt")
-    for rel in ("helpers.py", "README.md", "assets/logo.bin", "utils.py", "local_settings.py", "train.py"):
+    for rel in (
+        "helpers.py",
+        "README.md",
+        "assets/logo.bin",
+        "utils.py",
+        "local_settings.py",
+        "train.py",
+    ):
         assert (rebuilt / rel).read_bytes() == (project / rel).read_bytes(), rel
     assert not (rebuilt / "notes.txt").exists()
 
@@ -139,7 +148,9 @@ def test_git_missing_from_path_leaves_the_rest_of_the_code_record(
     assert section["cwd"] == "." and section["root"] == str(git_repo)
 
 
-def test_a_repository_git_refuses_is_an_error_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_repository_git_refuses_is_an_error_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     broken = tmp_path / "broken"
     (broken / ".git").mkdir(parents=True)  # a .git with nothing in it
     monkeypatch.chdir(broken)
@@ -149,7 +160,9 @@ def test_a_repository_git_refuses_is_an_error_not_a_crash(tmp_path: Path, monkey
     assert errors and errors[0]["collector"] == "code.git"
 
 
-def test_a_repository_without_commits_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_repository_without_commits_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = tmp_path / "fresh"
     repo.mkdir()
     git(repo, "init", "-q")
@@ -167,7 +180,12 @@ def test_entry_point_and_cwd_are_relative_to_the_checkout(project: Path) -> None
     shutil.copy(project / "train.py", project / "jobs" / "train.py")
     (project / "jobs" / "helpers.py").write_text("SCALE = 1\n")
     commit_all(project)
-    section, _ = _capture_in(project, "jobs/train.py", ["--epochs", "3", "--api-key", "CANARY-argv"], cwd=project / "jobs")
+    section, _ = _capture_in(
+        project,
+        "jobs/train.py",
+        ["--epochs", "3", "--api-key", "CANARY-argv"],
+        cwd=project / "jobs",
+    )
     assert section["entry_point"] == "jobs/train.py"
     assert section["cwd"] == "jobs"
     assert section["argv"][2:] == ["--epochs", "3", "--api-key", "***"]
@@ -205,7 +223,9 @@ def test_a_huge_diff_keeps_whole_file_patches_that_still_apply(
     monkeypatch.setattr(code, "DIFF_MAX_BYTES", 2000)
     monkeypatch.chdir(git_repo)
     section = collect_code([])
-    full = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=git_repo, capture_output=True, check=True).stdout
+    full = subprocess.run(
+        ["git", "diff", "HEAD", "--binary"], cwd=git_repo, capture_output=True, check=True
+    ).stdout
     assert section["diff_truncated"] is True
     assert section["diff_bytes"] == len(full) and section["diff_digest"] == digest_bytes(full)
     patch = diff_text(section)
@@ -229,15 +249,46 @@ def test_modules_installed_inside_the_checkout_are_not_local_source(
     assert code.module_files_in(str(git_repo)) == ["scratch.py"]
 
 
-def test_diff_text_is_rebuilt_from_the_checkout_only_while_it_matches(git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _forget_patches() -> None:
+    """As in another process that reads the record: no patch text in memory."""
+    code._tracked_texts.clear()
+    code._source_texts.clear()
+
+
+def test_diff_text_is_rebuilt_from_the_checkout_only_while_it_matches(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (git_repo / "README.md").write_text("changed\n")
     monkeypatch.chdir(git_repo)
     section = collect_code([])
-    code._patches.clear()  # as in another process reading the record
+    _forget_patches()
     assert "+changed" in (diff_text(section) or "")
-    code._patches.clear()
+    _forget_patches()
     (git_repo / "README.md").write_text("changed again\n")
     assert diff_text(section) is None
+
+
+def test_modules_imported_after_the_cached_record_are_added_on_refresh(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prefetch at `import mlflow` runs before train.py imports its untracked utils.py."""
+    monkeypatch.chdir(git_repo)
+    errors: list[dict] = []
+    section = collect_code(errors)
+    assert section["unversioned_sources"] == [] and section["dirty"] is False
+    code.refresh_sources(section, errors)
+    assert section["unversioned_sources"] == []  # nothing new: nothing changes
+
+    (git_repo / "late_utils.py").write_text("def helper():\n    return 7\n")
+    monkeypatch.syspath_prepend(str(git_repo))
+    monkeypatch.delitem(sys.modules, "late_utils", raising=False)
+    __import__("late_utils")
+    code.refresh_sources(section, errors)
+    assert errors == []
+    assert [s["path"] for s in section["unversioned_sources"]] == ["late_utils.py"]
+    assert section["dirty"] is True
+    assert "+def helper():" in (diff_text(section) or "")
+    monkeypatch.delitem(sys.modules, "late_utils")
 
 
 def test_git_status_records_are_parsed_with_renames_and_detached_heads() -> None:
@@ -256,7 +307,12 @@ def test_git_status_records_are_parsed_with_renames_and_detached_heads() -> None
 
 
 def test_new_file_patches_round_trip_through_git_apply(git_repo: Path) -> None:
-    contents = {"a.py": b"x = 1\n", "b.py": b"no newline", "empty.py": b"", "c d.py": b"with space\n\nblank\n"}
+    contents = {
+        "a.py": b"x = 1\n",
+        "b.py": b"no newline",
+        "empty.py": b"",
+        "c d.py": b"with space\n\nblank\n",
+    }
     patch = "".join(new_file_patch(name, data) for name, data in contents.items())
     (git_repo.parent / "new.diff").write_text(patch)
     git(git_repo, "apply", str(git_repo.parent / "new.diff"))
@@ -268,7 +324,5 @@ def test_capture_does_not_take_git_locks(project: Path) -> None:
     """A run started while the user commits must not make their git fail on index.lock."""
     (project / "helpers.py").write_text("SCALE = 3\n")
     before = os.stat(project / ".git" / "index").st_mtime_ns
-    run_python(
-        "from repro_common import code; code.collect_code([])", cwd=project
-    )
+    run_python("from repro_common import code; code.collect_code([])", cwd=project)
     assert os.stat(project / ".git" / "index").st_mtime_ns == before

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import os
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +33,10 @@ def seeded_metrics(n: int = 6) -> dict[str, Any]:
     import repro_common
 
     repro_common.seed_everything()  # picks up MLREPRO_SEED, which check_determinism sets
-    return {"metrics": {"loss": np.random.rand(n), "acc": torch.rand(n)}, "step": random.randint(0, 10**6)}
+    return {
+        "metrics": {"loss": np.random.rand(n), "acc": torch.rand(n)},
+        "step": random.randint(0, 10**6),
+    }
 
 
 def metrics_with_planted_noise(n: int = 6) -> dict[str, Any]:
@@ -82,7 +86,10 @@ def train_lightning(accelerator: str = "cpu") -> dict[str, Any]:
     x = torch.randn(64, 4)
     y = x.sum(dim=1, keepdim=True) + 0.1 * torch.randn(64, 1)
     loader = DataLoader(
-        TensorDataset(x, y), batch_size=16, shuffle=True, **repro_common.seeds.dataloader_kwargs("train")
+        TensorDataset(x, y),
+        batch_size=16,
+        shuffle=True,
+        **repro_common.seeds.dataloader_kwargs("train"),
     )
     model = Tiny()
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -111,7 +118,12 @@ def train_keras() -> dict[str, Any]:
     x = np.random.rand(64, 4).astype("float32")
     y = x.sum(axis=1, keepdims=True) + 0.1 * np.random.rand(64, 1).astype("float32")
     model = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dropout(0.2), keras.layers.Dense(1)]
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(1),
+        ]
     )
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
     init = [w.copy() for w in model.get_weights()]
@@ -123,8 +135,14 @@ def train_keras() -> dict[str, Any]:
 
 
 def test_the_first_difference_is_named_by_its_path() -> None:
-    a = {"metrics": {"loss": [0.5, 0.4, 0.3, 0.2], "acc": np.arange(3.0)}, "weights": torch.ones(2, 3)}
-    b = {"metrics": {"loss": [0.5, 0.4, 0.3, 0.25], "acc": np.arange(3.0)}, "weights": torch.ones(2, 3)}
+    a = {
+        "metrics": {"loss": [0.5, 0.4, 0.3, 0.2], "acc": np.arange(3.0)},
+        "weights": torch.ones(2, 3),
+    }
+    b = {
+        "metrics": {"loss": [0.5, 0.4, 0.3, 0.25], "acc": np.arange(3.0)},
+        "weights": torch.ones(2, 3),
+    }
     found = compare(a, b)
     assert found is not None
     assert (found.path, found.first, found.second) == ("metrics.loss[3]", "0.2", "0.25")
@@ -133,7 +151,11 @@ def test_the_first_difference_is_named_by_its_path() -> None:
     w = torch.ones(2, 3)
     w[1, 2] = 1.5
     found = compare({"weights": torch.ones(2, 3)}, {"weights": w})
-    assert found is not None and found.path == "weights[1, 2]" and found.reason == "1 of 6 elements differ"
+    assert (
+        found is not None
+        and found.path == "weights[1, 2]"
+        and found.reason == "1 of 6 elements differ"
+    )
     found = compare({"layer 1": np.zeros(2)}, {"layer 1": np.array([0.0, 1.0])})
     assert found is not None and found.path == "['layer 1'][1]"
 
@@ -145,7 +167,12 @@ def test_bitwise_by_default_within_tolerance_on_request() -> None:
     assert compare(np.array([math.nan, 1.0]), np.array([math.nan, 1.0])) is None
     assert compare(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-6]), atol=1e-5) is None
     assert compare(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.1]), atol=1e-5).path == "[1]"
-    assert compare(torch.tensor([1.0], dtype=torch.bfloat16), torch.tensor([1.0], dtype=torch.bfloat16)) is None
+    assert (
+        compare(
+            torch.tensor([1.0], dtype=torch.bfloat16), torch.tensor([1.0], dtype=torch.bfloat16)
+        )
+        is None
+    )
     assert compare(np.float32(1.5), 1.5) is None
 
 
@@ -168,7 +195,9 @@ def test_a_seeded_function_is_deterministic_across_fresh_processes() -> None:
     assert report.deterministic and report.first_difference is None
     assert [r["run"] for r in report.runs] == [1, 2]
     assert report.runs[0]["digest"] == report.runs[1]["digest"]
-    assert str(report).startswith("deterministic: 2 runs (separate processes, seed 1234) matched bitwise")
+    assert str(report).startswith(
+        "deterministic: 2 runs (separate processes, seed 1234) matched bitwise"
+    )
     other = check_determinism(seeded_metrics, seed=1235, in_process=True)
     assert compare(report.outputs[0], other.outputs[0]) is not None  # the seed matters
 
@@ -177,7 +206,11 @@ def test_a_planted_os_urandom_is_caught_with_its_path() -> None:
     report = check_determinism(metrics_with_planted_noise, seed=7)
     assert not report
     assert report.first_difference == "metrics.loss[3]"
-    assert report.differing_run == 2 and report.values is not None and report.values[0] != report.values[1]
+    assert (
+        report.differing_run == 2
+        and report.values is not None
+        and report.values[0] != report.values[1]
+    )
     assert "at metrics.loss[3]" in str(report)
 
 
@@ -239,11 +272,18 @@ def test_a_tiny_lightning_model_trains_to_bitwise_equal_weights(accelerator: str
     report = check_determinism(train_lightning, seed=2024, kwargs={"accelerator": accelerator})
     assert report, str(report)
     assert _changed(report.outputs[0]["init"], report.outputs[0]["trained"])
-    assert set(report.outputs[0]["trained"]) == {"net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias"}
+    assert set(report.outputs[0]["trained"]) == {
+        "net.0.weight",
+        "net.0.bias",
+        "net.3.weight",
+        "net.3.bias",
+    }
 
 
 @pytest.mark.slow
-def test_a_tiny_keras_model_on_torch_trains_to_bitwise_equal_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tiny_keras_model_on_torch_trains_to_bitwise_equal_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("KERAS_BACKEND", "torch")
     report = check_determinism(train_keras, seed=2024)
     assert report, str(report)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from support.procs import clean_env, run_python
 
 from repro_common import environment
 from repro_common.environment import (
@@ -24,14 +25,15 @@ from repro_common.environment import (
     requirements_txt,
 )
 from repro_common.manifest import environment_digest
-from support.procs import clean_env, run_python
 
 
 def _fake_dist(site: Path, name: str, version: str, direct_url: dict | str | None = None) -> Path:
     """A distribution as an installer leaves it: `<name>-<version>.dist-info/METADATA`."""
     info = site / f"{name}-{version}.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nbody\n")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nbody\n"
+    )
     if direct_url is not None:
         text = direct_url if isinstance(direct_url, str) else json.dumps(direct_url)
         (info / "direct_url.json").write_text(text)
@@ -70,17 +72,22 @@ def test_a_package_version_change_changes_the_environment_digest(site_dir: Path)
     _fake_dist(site_dir, "throwaway_pkg", "1.0")
     first = collect_environment([])
     again = collect_environment([])
-    assert environment_digest(first) == environment_digest(again) == first["digest"]
+    assert environment_digest(first) == environment_digest(again)
 
     (site_dir / "throwaway_pkg-1.0.dist-info").rename(site_dir / "throwaway_pkg-1.1.dist-info")
     changed = collect_environment([])
-    assert {"name": "throwaway-pkg", "version": "1.1", "source": "index", "reinstallable": True} in changed[
-        "packages"
-    ]
-    assert changed["digest"] != first["digest"]
+    assert {
+        "name": "throwaway-pkg",
+        "version": "1.1",
+        "source": "index",
+        "reinstallable": True,
+    } in changed["packages"]
+    assert environment_digest(changed) != environment_digest(first)
 
 
-def test_the_first_distribution_on_sys_path_wins_like_import(site_dir: Path, tmp_path: Path) -> None:
+def test_the_first_distribution_on_sys_path_wins_like_import(
+    site_dir: Path, tmp_path: Path
+) -> None:
     shadowed = tmp_path / "later" / "site-packages"
     _fake_dist(site_dir, "twice", "2.0")
     _fake_dist(shadowed, "twice", "1.0")
@@ -98,35 +105,64 @@ def test_pep610_sources_are_recorded_with_what_reinstalls_them(site_dir: Path) -
         site_dir,
         "from_git",
         "0.3",
-        {"url": "https://tok:CANARY@github.com/org/from-git.git", "vcs_info": {"vcs": "git", "commit_id": commit, "requested_revision": "v0.3"}},
+        {
+            "url": "https://tok:CANARY@github.com/org/from-git.git",
+            "vcs_info": {"vcs": "git", "commit_id": commit, "requested_revision": "v0.3"},
+        },
     )
     _fake_dist(
         site_dir,
         "from_archive",
         "1.2",
-        {"url": "https://files.example.org/from_archive-1.2.tar.gz", "archive_info": {"hashes": {"sha256": "b" * 64}}},
+        {
+            "url": "https://files.example.org/from_archive-1.2.tar.gz",
+            "archive_info": {"hashes": {"sha256": "b" * 64}},
+        },
     )
     _fake_dist(site_dir, "from_dir", "0.1", {"url": "file:///src/from_dir", "dir_info": {}})
-    _fake_dist(site_dir, "from_edit", "0.1", {"url": "file:///src/from_edit", "dir_info": {"editable": True}})
+    _fake_dist(
+        site_dir,
+        "from_edit",
+        "0.1",
+        {"url": "file:///src/from_edit", "dir_info": {"editable": True}},
+    )
     packages = {p["name"]: p for p in collect_packages()}
 
     vcs = packages["from-git"]
-    assert (vcs["source"], vcs["commit"], vcs["requested_revision"], vcs["reinstallable"]) == ("vcs", commit, "v0.3", True)
+    assert (vcs["source"], vcs["commit"], vcs["requested_revision"], vcs["reinstallable"]) == (
+        "vcs",
+        commit,
+        "v0.3",
+        True,
+    )
     assert vcs["url"] == "https://github.com/org/from-git.git"  # credentials stripped
     assert requirement_line(vcs) == f"from-git @ git+https://github.com/org/from-git.git@{commit}"
 
     archive = packages["from-archive"]
     assert archive["source"] == "archive" and archive["hash"] == "sha256=" + "b" * 64
-    assert requirement_line(archive) == "from-archive @ https://files.example.org/from_archive-1.2.tar.gz#sha256=" + "b" * 64
+    assert (
+        requirement_line(archive)
+        == "from-archive @ https://files.example.org/from_archive-1.2.tar.gz#sha256=" + "b" * 64
+    )
 
-    assert (packages["from-dir"]["source"], packages["from-dir"]["reinstallable"]) == ("local", False)
-    assert (packages["from-edit"]["source"], packages["from-edit"]["editable"]) == ("editable", True)
+    assert (packages["from-dir"]["source"], packages["from-dir"]["reinstallable"]) == (
+        "local",
+        False,
+    )
+    assert (packages["from-edit"]["source"], packages["from-edit"]["editable"]) == (
+        "editable",
+        True,
+    )
     assert packages["from-edit"]["reinstallable"] is False
 
 
 def test_local_vcs_and_archive_files_cannot_be_reinstalled_elsewhere() -> None:
-    local_git = classify_direct_url({"url": "file:///home/me/repo", "vcs_info": {"vcs": "git", "commit_id": "c" * 40}})
-    local_whl = classify_direct_url({"url": "file:///tmp/x-1.0-py3-none-any.whl", "archive_info": {}})
+    local_git = classify_direct_url(
+        {"url": "file:///home/me/repo", "vcs_info": {"vcs": "git", "commit_id": "c" * 40}}
+    )
+    local_whl = classify_direct_url(
+        {"url": "file:///tmp/x-1.0-py3-none-any.whl", "archive_info": {}}
+    )
     no_commit = classify_direct_url({"url": "https://h/x.git", "vcs_info": {"vcs": "git"}})
     for record in (local_git, local_whl, no_commit):
         assert record["reinstallable"] is False and record["reason"]
@@ -134,7 +170,14 @@ def test_local_vcs_and_archive_files_cannot_be_reinstalled_elsewhere() -> None:
 
 def test_requirements_txt_pins_every_reinstallable_package_and_explains_the_rest() -> None:
     packages = collect_packages() + [
-        {"name": "local-thing", "version": "0.1", "source": "editable", "url": "file:///src/thing", "reinstallable": False, "reason": "editable install of a local directory"},
+        {
+            "name": "local-thing",
+            "version": "0.1",
+            "source": "editable",
+            "url": "file:///src/thing",
+            "reinstallable": False,
+            "reason": "editable install of a local directory",
+        },
     ]
     text = requirements_txt(packages)
     pinned = [line for line in text.splitlines() if line and not line.startswith("#")]
@@ -142,7 +185,10 @@ def test_requirements_txt_pins_every_reinstallable_package_and_explains_the_rest
         req = Requirement(line)  # pip's own grammar
         assert req.url or [s.operator for s in req.specifier] == ["=="], line
     assert len(pinned) == sum(1 for p in packages if p.get("reinstallable"))
-    assert "# local-thing @ file:///src/thing  -- not reinstallable: editable install of a local directory" in text
+    assert (
+        "# local-thing @ file:///src/thing  -- not reinstallable: editable install of a local directory"
+        in text
+    )
     assert "click==" in text
 
 
@@ -153,9 +199,13 @@ def test_a_broken_distribution_is_reported_and_the_others_are_kept(site_dir: Pat
     errors: list[dict] = []
     packages = {p["name"]: p for p in collect_environment(errors)["packages"]}
     assert packages["fine"]["version"] == "2.0"
-    assert packages["garbled"]["source"] == "unknown" and packages["garbled"]["reinstallable"] is False
+    assert (
+        packages["garbled"]["source"] == "unknown" and packages["garbled"]["reinstallable"] is False
+    )
     assert "click" in packages
-    assert any(e["collector"] == "environment.packages" and "noversion" in e["error"] for e in errors)
+    assert any(
+        e["collector"] == "environment.packages" and "noversion" in e["error"] for e in errors
+    )
 
 
 def test_conda_packages_are_read_from_conda_meta_without_running_conda(
@@ -163,7 +213,11 @@ def test_conda_packages_are_read_from_conda_meta_without_running_conda(
 ) -> None:
     meta = tmp_path / "conda" / "conda-meta"
     meta.mkdir(parents=True)
-    for name in ("numpy-1.26.4-py311h64a7726_0.json", "libgcc-ng-13.2.0-h77fa898_7.json", "history"):
+    for name in (
+        "numpy-1.26.4-py311h64a7726_0.json",
+        "libgcc-ng-13.2.0-h77fa898_7.json",
+        "history",
+    ):
         (meta / name).write_text("{}")
     monkeypatch.setenv("CONDA_PREFIX", str(tmp_path / "conda"))
     conda = collect_environment([])["conda"]
@@ -207,7 +261,9 @@ def test_system_facts_are_recorded() -> None:
         assert env["os"]["libc"] and env["hardware"]["cpu"]
 
 
-def test_unreadable_proc_leaves_the_cpu_model_empty_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_proc_leaves_the_cpu_model_empty_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def denied(path: str, limit: int = 0) -> str:
         raise PermissionError(13, "Permission denied", path)
 
@@ -217,7 +273,10 @@ def test_unreadable_proc_leaves_the_cpu_model_empty_and_says_so(monkeypatch: pyt
     assert env["hardware"]["cpu"] is None
     assert env["packages"] and env["python"]
     if sys.platform.startswith("linux"):
-        assert any(e["collector"] == "environment.hardware.cpu" and "Permission" in e["error"] for e in errors)
+        assert any(
+            e["collector"] == "environment.hardware.cpu" and "Permission" in e["error"]
+            for e in errors
+        )
 
 
 def test_a_failing_part_costs_only_that_part(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,7 +290,7 @@ def test_a_failing_part_costs_only_that_part(monkeypatch: pytest.MonkeyPatch) ->
     assert env["packages"] == [] and env["container"] is None
     assert env["python"]["version"] and env["hardware"]["cpu_count"]
     assert {e["collector"] for e in errors} == {"environment.packages", "environment.container"}
-    assert env["digest"].startswith("blake3:")
+    assert environment_digest(env).startswith("blake3:")
 
 
 def test_torch_is_never_imported_just_to_look() -> None:
@@ -265,7 +324,9 @@ def _fake_nvidia_smi(folder: Path, script: str) -> None:
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
 
 
-def test_gpus_come_from_nvidia_smi_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpus_come_from_nvidia_smi_when_present(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _fake_nvidia_smi(
         tmp_path,
         "echo '0, GPU-aaaa, NVIDIA H100 80GB HBM3, 550.54.15'\necho '1, GPU-bbbb, NVIDIA H100 80GB HBM3, 550.54.15'\n",
@@ -286,7 +347,9 @@ def test_a_hanging_nvidia_smi_is_cut_off(tmp_path: Path, monkeypatch: pytest.Mon
     hw = collect_environment(errors)["hardware"]
     assert time.monotonic() - started < 10
     assert hw["gpus"] == []
-    assert any(e["collector"] == "environment.hardware.gpus" and "nvidia-smi" in e["error"] for e in errors)
+    assert any(
+        e["collector"] == "environment.hardware.gpus" and "nvidia-smi" in e["error"] for e in errors
+    )
 
 
 def test_cuda_visible_devices_selects_and_orders_gpus() -> None:

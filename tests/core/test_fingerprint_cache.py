@@ -12,10 +12,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+from support.procs import clean_env
 
 from repro_common import data, fingerprint_cache
 from repro_common.data import fingerprint, fingerprint_details
-from support.procs import clean_env
 
 OLD = time.time() - 3600  # outside the racy window
 
@@ -32,7 +32,7 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     real = data.hash_file
 
     def counting(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(os.path.basename(path))
+        calls.append(os.path.basename(os.fsdecode(path)))
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(data, "hash_file", counting)
@@ -130,7 +130,7 @@ def test_a_read_only_cache_file_still_answers(tmp_path: Path, cache_dir: Path) -
     first = fingerprint(root)
     cache = fingerprint_cache.open_cache()
     assert cache is not None
-    rows = cache.lookup_tree(str(root))
+    rows = cache.lookup_tree(os.fsencode(root))
     assert len(rows) == 3
 
     with pytest.warns(RuntimeWarning, match="cannot write"):

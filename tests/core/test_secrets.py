@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from repro_common.redact import REDACTED, is_secret_name, redact_argv, redact_uri, strip_userinfo
 from support.git import make_repo
 from support.procs import clean_env
+
+from repro_common.redact import REDACTED, is_secret_name, redact_argv, redact_uri, strip_userinfo
 
 CANARY = "CANARY7f3a9e"
 
@@ -34,7 +34,11 @@ print("captured", manifest.digest)
 def test_canaries_in_remote_env_and_argv_appear_nowhere_in_the_run_files(tmp_path: Path) -> None:
     repo = make_repo(
         tmp_path / "project",
-        {"train.py": TRAIN.replace("{canary}", "CANARY"), "helpers.py": "X = 1\n", ".gitignore": "__pycache__/\n"},
+        {
+            "train.py": TRAIN.replace("{canary}", "CANARY"),
+            "helpers.py": "X = 1\n",
+            ".gitignore": "__pycache__/\n",
+        },
         remote=f"https://deploy-user:{CANARY}@git.example.com/team/project.git",
     )
     (repo / "helpers.py").write_text("X = 2\nimport scratch\n")  # dirty: a code.diff is written
@@ -57,7 +61,11 @@ def test_canaries_in_remote_env_and_argv_appear_nowhere_in_the_run_files(tmp_pat
         "--epochs", "2",
     ]  # fmt: skip
     proc = subprocess.run(
-        [sys.executable, str(repo / "train.py"), *args], cwd=repo, env=env, capture_output=True, text=True
+        [sys.executable, str(repo / "train.py"), *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert "captured blake3:" in proc.stdout
@@ -97,7 +105,10 @@ def test_argv_secret_forms(argv: list[str], expected: list[str]) -> None:
     ("url", "expected"),
     [
         ("https://user:pw@github.com/org/x.git", "https://github.com/org/x.git"),
-        ("https://ghp_abcdefghijklmnopqrstuvwxyz@github.com/org/x.git", "https://github.com/org/x.git"),
+        (
+            "https://ghp_abcdefghijklmnopqrstuvwxyz@github.com/org/x.git",
+            "https://github.com/org/x.git",
+        ),
         ("git@github.com:org/x.git", "git@github.com:org/x.git"),
         ("ssh://git:pw@host:22/x.git", "ssh://git@host:22/x.git"),
         ("https://github.com/org/x.git", "https://github.com/org/x.git"),
@@ -113,7 +124,10 @@ def test_remote_urls_lose_their_credentials(url: str, expected: str) -> None:
     [
         ("postgresql://mlflow:pw@db:5432/mlflow", "postgresql://mlflow@db:5432/mlflow"),
         ("https://host/?token=abc&experiment=3", "https://host/?experiment=3"),
-        ("https://acct.blob.core.windows.net/c?sv=2022&sig=abc&sp=r", "https://acct.blob.core.windows.net/c?sp=r"),
+        (
+            "https://acct.blob.core.windows.net/c?sv=2022&sig=abc&sp=r",
+            "https://acct.blob.core.windows.net/c?sp=r",
+        ),
         ("s3://bucket/path?X-Amz-Signature=abc&X-Amz-Credential=k", "s3://bucket/path"),
         ("http://u:p@host:5000?password=x&apikey=y&secret=z", "http://u@host:5000"),
         ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
@@ -125,7 +139,15 @@ def test_tracking_uris_lose_passwords_and_tokens(uri: str, expected: str) -> Non
 
 
 def test_secret_names() -> None:
-    for name in ("API_KEY", "apiKey", "password", "MY_API_TOKEN", "aws_secret_access_key", "db-passwd", "auth"):
+    for name in (
+        "API_KEY",
+        "apiKey",
+        "password",
+        "MY_API_TOKEN",
+        "aws_secret_access_key",
+        "db-passwd",
+        "auth",
+    ):
         assert is_secret_name(name), name
     for name in ("key_dim", "max_tokens", "tokenizer", "monkey", "keys", "passes", "lr"):
         assert not is_secret_name(name), name

@@ -7,15 +7,16 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import blake3
 import pytest
+from support.procs import clean_env, run_python
 
 from repro_common import seeds
 from repro_common.manifest import Manifest
-from support.procs import clean_env, run_python
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +83,11 @@ def _draws(tmp_path: Path, seed: int, **env: str) -> dict[str, Any]:
     script = tmp_path / "draws.py"
     script.write_text(DRAWS_SCRIPT)
     proc = subprocess.run(
-        [sys.executable, str(script), str(seed)], env=clean_env(**env), capture_output=True, text=True, timeout=300
+        [sys.executable, str(script), str(seed)],
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     return _last_json(proc.stdout)
@@ -96,7 +101,9 @@ def _augment(epoch: list[list[float]]) -> list[list[float]]:
     return [row[2:] for row in sorted(epoch)]  # per item, whatever order it came in
 
 
-def test_same_seed_same_draws_in_fresh_processes_and_a_new_seed_changes_them(tmp_path: Path) -> None:
+def test_same_seed_same_draws_in_fresh_processes_and_a_new_seed_changes_them(
+    tmp_path: Path,
+) -> None:
     first = _draws(tmp_path, 123)
     second = _draws(tmp_path, 123)
     other = _draws(tmp_path, 124)
@@ -111,8 +118,12 @@ def test_same_seed_same_draws_in_fresh_processes_and_a_new_seed_changes_them(tmp
     epoch1, epoch2 = first["epochs"]
     assert {row[1] for row in epoch1} == {0.0, 1.0}
     assert _order(epoch1) != _order(epoch2)
-    for column in range(5):  # torch.distributions x2, numpy, random, torch: none repeats across epochs
-        assert [r[column] for r in _augment(epoch1)] != [r[column] for r in _augment(epoch2)], column
+    for column in range(
+        5
+    ):  # torch.distributions x2, numpy, random, torch: none repeats across epochs
+        assert [r[column] for r in _augment(epoch1)] != [r[column] for r in _augment(epoch2)], (
+            column
+        )
 
     # Under DDP every rank has the same seed: same shuffling generator, different augmentation.
     rank1 = _draws(tmp_path, 123, RANK="1", WORLD_SIZE="2")
@@ -144,7 +155,9 @@ def test_derive_seed_is_pinned_across_versions_and_machines() -> None:
 
 
 def test_derive_seed_ignores_pythons_salted_hash(tmp_path: Path) -> None:
-    code = "from repro_common import derive_seed; print(derive_seed('split', seed=9), hash('split'))"
+    code = (
+        "from repro_common import derive_seed; print(derive_seed('split', seed=9), hash('split'))"
+    )
     a = run_python(code, env=clean_env(PYTHONHASHSEED="1")).stdout.split()
     b = run_python(code, env=clean_env(PYTHONHASHSEED="2")).stdout.split()
     assert a[1] != b[1] and a[0] == b[0]
@@ -168,7 +181,9 @@ def test_seed_comes_from_argument_then_mlrepro_seed_then_lightning_then_the_os(
     monkeypatch.delenv("PL_GLOBAL_SEED")
     drawn = seeds.seed_everything()
     assert drawn["source"] == "os" and 0 <= drawn["global"] <= 2**32 - 1
-    assert os.environ["PL_GLOBAL_SEED"] == str(drawn["global"])  # drawn, and recorded for sub-processes
+    assert os.environ["PL_GLOBAL_SEED"] == str(
+        drawn["global"]
+    )  # drawn, and recorded for sub-processes
 
 
 def test_derived_seeds_are_recorded_in_the_manifest_and_forgotten_on_reseed() -> None:
@@ -201,12 +216,18 @@ def test_a_seed_variable_that_is_not_a_number_gives_one_clear_message(
     monkeypatch.setenv(variable, "abc")
     with pytest.raises(ValueError) as info:
         seeds.seed_everything()
-    assert str(info.value) == f"{variable}='abc' is not a seed: expected an integer from 0 to 4294967295 (2**32-1)"
+    assert (
+        str(info.value)
+        == f"{variable}='abc' is not a seed: expected an integer from 0 to 4294967295 (2**32-1)"
+    )
 
 
 def test_mlrepro_seed_abc_fails_a_script_with_one_line() -> None:
-    proc = run_python("import repro_common; repro_common.seed_everything()", env=clean_env(MLREPRO_SEED="abc"),
-                      check=False)
+    proc = run_python(
+        "import repro_common; repro_common.seed_everything()",
+        env=clean_env(MLREPRO_SEED="abc"),
+        check=False,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         "ValueError: MLREPRO_SEED='abc' is not a seed: expected an integer from 0 to 4294967295 (2**32-1)"
@@ -342,7 +363,9 @@ def test_deterministic_mode_turns_the_switches_on_and_records_them() -> None:
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
         "PYTHONHASHSEED": "3",
     }
-    assert out["record"]["hash_randomization"]["enabled"] is True  # the child processes get the fixed seed
+    assert (
+        out["record"]["hash_randomization"]["enabled"] is True
+    )  # the child processes get the fixed seed
     assert len([w for w in out["warnings"] if "CUDA was initialised" in w]) == 1
 
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from support.procs import clean_env, free_port
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 90) -> None:
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 90
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -43,30 +46,35 @@ def mlflow_server(
     backend_uri = backend_uri or f"sqlite:///{workdir / 'server.db'}"
     artifacts_destination = artifacts_destination or str(workdir / "artifacts")
     mlflow_bin = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
-    log = open(workdir / "server.log", "wb")
-    proc = subprocess.Popen(
-        [
-            mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", backend_uri,
-            "--artifacts-destination", artifacts_destination,
-            "--workers", "1",
-        ],
-        stdout=log, stderr=subprocess.STDOUT, env=clean_env(**(extra_env or {})),
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        yield url
-    finally:
-        import signal
-
+    command = [
+        mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", backend_uri,
+        "--artifacts-destination", artifacts_destination,
+        "--workers", "1",
+    ]  # fmt: skip
+    with open(workdir / "server.log", "wb") as log:
+        proc = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=clean_env(**(extra_env or {})),
+            start_new_session=True,
+        )
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.close()
+            wait_healthy(url, proc)
+            yield url
+        finally:
+            stop_process_group(proc)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server and its workers, SIGKILL after 20 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

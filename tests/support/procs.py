@@ -50,8 +50,12 @@ def run_python(
     return proc
 
 
-def run_cli(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    cwd: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
     """`mlrepro ARGS` in a fresh process, as a user would type it."""
     return subprocess.run(
         [PYTHON, "-m", "repro_common", *args],

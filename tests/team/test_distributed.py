@@ -45,29 +45,23 @@ class Tiny(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def make_logger(kind, name):
-    if kind == "mlflow":
-        from lightning.pytorch.loggers import MLFlowLogger
-
-        return MLFlowLogger(experiment_name=name, tracking_uri=os.environ["MLFLOW_TRACKING_URI"]), []
-    from lightning.pytorch.loggers import WandbLogger
+if __name__ == "__main__":
+    from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
     from wandb_repro_plugin.lightning import ReproCallback
 
-    return WandbLogger(project=name, offline=True, save_dir=os.environ["WANDB_DIR"]), [ReproCallback()]
-
-
-if __name__ == "__main__":
-    kind, name, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    name, seed = sys.argv[1], int(sys.argv[2])
     L.seed_everything(seed)
     data = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
-    logger, callbacks = make_logger(kind, name)
+    mlflow_logger = MLFlowLogger(experiment_name=name, tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    wandb_logger = WandbLogger(project=name, offline=True, save_dir=os.environ["WANDB_DIR"])
     trainer = L.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, logger=logger, callbacks=callbacks,
+        accelerator="cpu", devices=2, strategy="ddp", max_epochs=2,
+        logger=[mlflow_logger, wandb_logger], callbacks=[ReproCallback()],
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )
     trainer.fit(Tiny(), DataLoader(data, batch_size=16))
-    if trainer.global_rank == 0 and kind == "mlflow":
-        print("RUN_ID", logger.run_id, flush=True)
+    if trainer.global_rank == 0:
+        print("RUN_ID", mlflow_logger.run_id, flush=True)
     print("RANK", trainer.global_rank, "of", trainer.world_size, flush=True)
 """
 
@@ -138,35 +132,24 @@ def assert_one_mlflow_run_with_one_record(stack: Any, experiment: str, stdout: s
     assert_whole_job_recorded(manifest, SEED)
 
 
-def test_lightning_ddp_with_mlflow_logger_makes_one_run_recorded_by_rank_zero(
-    team_stack: Any, project: Path
-) -> None:
-    (project / "train.py").write_text(LIGHTNING)
-    proc = team_stack.run_script(
-        project / "train.py",
-        "mlflow",
-        "team-ddp-lightning",
-        str(SEED),
-        timeout=240,
-        OMP_NUM_THREADS="1",
-    )
-    assert_both_ranks_finished(proc.stdout)
-    assert_one_mlflow_run_with_one_record(team_stack, "team-ddp-lightning", proc.stdout)
-
-
-def test_lightning_ddp_with_wandb_logger_writes_the_record_once(
+def test_lightning_ddp_with_mlflow_and_wandb_loggers_one_run_each_recorded_once(
     team_stack: Any, project: Path, wandb_offline: Path
 ) -> None:
+    """Both loggers on one DDP training (as teams often do): one MLflow run, one W&B run."""
     (project / "train.py").write_text(LIGHTNING)
+    experiment = "team-ddp-lightning"
     proc = team_stack.run_script(
-        project / "train.py", "wandb", "team-ddp", str(SEED), timeout=240, OMP_NUM_THREADS="1"
+        project / "train.py", experiment, str(SEED), timeout=300, OMP_NUM_THREADS="1"
     )
     assert_both_ranks_finished(proc.stdout)
+
     run_dirs = sorted(wandb_offline.glob("wandb/offline-run-*"))
     assert len(run_dirs) == 1, run_dirs
     manifests = sorted(wandb_offline.rglob("repro/manifest.json"))
     assert manifests == [run_dirs[0] / "files" / "repro" / "manifest.json"], manifests
     assert_whole_job_recorded(json.loads(manifests[0].read_text()), SEED)
+
+    assert_one_mlflow_run_with_one_record(team_stack, experiment, proc.stdout)
 
 
 def test_torchrun_plain_loop_with_mlflow_on_rank_zero(team_stack: Any, project: Path) -> None:

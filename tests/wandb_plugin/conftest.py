@@ -1,10 +1,12 @@
 """Real W&B SDK, offline, inside each test's tmp dir, torn down after every test.
 
 What it takes to make the SDK behave under pytest: every directory it writes
-pointed into tmp (the root `wandb_offline` fixture), console capture off (W&B's
-stdout wrapper and pytest's capture fight), `run.finish()` on every run even when
-the test fails, and `wandb.teardown()` so the next test starts a fresh service with
-its own settings instead of inheriting the first test's directories.
+pointed into tmp (the root `wandb_offline` fixture); console capture off (so W&B
+does not wrap the stdout pytest has already redirected); `run.finish()` on every run even when
+the test fails; `wandb.teardown()` after each test, or the process-wide
+`wandb.setup()` singleton keeps the first test's root dir for every later run; and
+reading the transaction log only once its `exit` record is there, because
+`run.finish()` returns before wandb-core has flushed it (support/wandb_log.py waits).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def test_attach_puts_the_record_in_config_artifact_and_run_files(new_run, git_re
     labels = b"0,1,1,0\n"
 
     run = new_run()
-    manifest = repro.attach(data={"labels": labels})
+    manifest = repro.attach(track="production", data={"labels": labels})
     run.finish()
 
     log = read_run(Path(run.dir).parent)
@@ -44,6 +44,7 @@ def test_attach_puts_the_record_in_config_artifact_and_run_files(new_run, git_re
     assert summary["git_commit"] == git(git_repo, "rev-parse", "HEAD")
     assert summary["git_dirty"] is True
     assert summary["seed"] == 11
+    assert summary["track"] == "production"
     assert summary["data"] == {"labels": repro.fingerprint(labels)}
     assert summary["reproduces"] == "abc123"
     assert "capture_errors" not in summary

@@ -84,8 +84,8 @@ def tiny_fit(trainer):
 
 
 def test_fit_with_wandb_logger_records_data_ranks_and_artifact(wandb_dir):
-    repro.seed_everything(7)
     trainer = make_trainer(wandb_dir)
+    repro.seed_everything(7)  # after torch is imported, so torch is seeded too
     train = tiny_fit(trainer)
     run = trainer.logger.experiment
     run.finish()
@@ -105,6 +105,20 @@ def test_fit_with_wandb_logger_records_data_ranks_and_artifact(wandb_dir):
         artifact["files"]["manifest.json"]
     ).read_bytes()
     assert "history" in log.record_types  # WandbLogger's own metrics are there too
+
+
+def test_the_callback_is_a_lightning_callback_that_survives_pickling():
+    import pickle
+
+    import lightning.pytorch as pl
+
+    from wandb_repro_plugin.lightning import ReproCallback
+
+    callback = pickle.loads(pickle.dumps(ReproCallback(track="production")))  # as ddp_spawn does
+    assert isinstance(callback, ReproCallback) and isinstance(callback, pl.Callback)
+    assert callback.track == "production"
+    with pytest.raises(ValueError, match="unknown track 'prod'"):
+        ReproCallback(track="prod")  # a typo fails at once, not in the middle of training
 
 
 def test_without_wandb_logger_it_uses_wandb_run(new_run):

@@ -69,17 +69,21 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry: turn every failure into one line and an exit code."""
     try:
-        cli.main(args=argv, prog_name="mlrepro", standalone_mode=False)
+        returned = cli.main(args=argv, prog_name="mlrepro", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("mlrepro: aborted", err=True)
         return EXIT_INPUT
+    except click.UsageError as exc:
+        where = f"mlrepro {exc.ctx.command_path.split(' ', 1)[-1]}" if exc.ctx else "mlrepro"
+        if where == "mlrepro mlrepro":
+            where = "mlrepro"
+        click.echo(f"mlrepro: error: {exc.format_message()} (see: {where} --help)", err=True)
+        return EXIT_INPUT
     except click.ClickException as exc:
-        if isinstance(exc, click.UsageError):
-            exc.exit_code = EXIT_INPUT
         exc.show()
-        return exc.exit_code
+        return int(exc.exit_code)
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_INPUT
     except KeyboardInterrupt:
@@ -91,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         click.echo(f"mlrepro: error: {line} (set MLREPRO_DEBUG=1 for details)", err=True)
         return EXIT_INPUT
-    return EXIT_OK
+    # click returns (rather than raises) the code of `Exit` when not standalone.
+    return returned if isinstance(returned, int) else EXIT_OK
 
 
 if __name__ == "__main__":

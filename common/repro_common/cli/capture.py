@@ -14,17 +14,7 @@ if TYPE_CHECKING:
     from repro_common.manifest import Manifest
 
 
-class _OneLineUsage(click.Command):
-    """Bad options end in one line and exit 2, as every mlrepro error does (no usage dump)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            raise InputError(f"{exc.format_message()} (see: mlrepro {self.name} --help)") from None
-
-
-@click.command("capture", cls=_OneLineUsage)
+@click.command("capture")
 @click.option(
     "--track",
     type=click.Choice(["exploratory", "production"]),

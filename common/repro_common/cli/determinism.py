@@ -184,7 +184,9 @@ def check_determinism_command(
             f"at {difference.path} ({difference.reason}): {difference.first} vs {difference.second}"
         )
     if difference is not None:
-        raise click.exceptions.Exit(EXIT_FAIL)
+        raise SystemExit(
+            EXIT_FAIL
+        )  # reaches main() whatever click's standalone mode does with Exit
 
 
 COMMANDS = [check_determinism_command]

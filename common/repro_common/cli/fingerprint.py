@@ -38,12 +38,17 @@ class _Bar:
         self._lock = threading.Lock()
         self._progress: Any = None
         self._task: Any = None
+        self._quiet = False
 
     def callback(self, label: str) -> Any:
         def advance(done: int, total: int) -> None:
             with self._lock:
+                if self._quiet:
+                    return
                 if self._task is None:
-                    if total < PROGRESS_MIN_BYTES:
+                    # The first call reports what the cache already answered.
+                    if total - done < PROGRESS_MIN_BYTES:
+                        self._quiet = True
                         return
                     self._start(label, total)
                 self._progress.update(self._task, advance=done)
@@ -76,6 +81,7 @@ class _Bar:
 
     def next_path(self) -> None:
         with self._lock:
+            self._quiet = False
             if self._task is not None:
                 self._progress.remove_task(self._task)
                 self._task = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,8 @@ def reproduce_command(
         click.echo(json.dumps(report, indent=2))
     else:
         _print_verdict(record.ref, verdict)
-    raise click.exceptions.Exit(EXIT_OK if verdict.reproduced else EXIT_FAIL)
+    # SystemExit, not click's Exit: click returns (not raises) Exit codes in non-standalone mode.
+    sys.exit(EXIT_OK if verdict.reproduced else EXIT_FAIL)
 
 
 def _print_materialised(ws: Any, warnings: list[str], venv: bool) -> None:
@@ -211,12 +213,14 @@ def _print_verdict(ref: str, verdict: Any) -> None:
 
     marks = {True: "[green]same[/]", False: "[red]DIFFERS[/]", None: "[dim]info[/]"}
     table = Table(title=f"reproduction of {ref}", header_style="bold")
-    for column in ("what", "name", "original", "reproduced", "result", "note"):
-        table.add_column(column, overflow="fold")
+    table.add_column("check", overflow="fold", min_width=14)
+    table.add_column("original", overflow="fold", min_width=15)
+    table.add_column("reproduced", overflow="fold", min_width=15)
+    table.add_column("result", no_wrap=True)
+    table.add_column("note", overflow="fold", min_width=8)
     for check in verdict.checks:
         table.add_row(
-            check.section,
-            _escape(check.name),
+            f"[dim]{check.section}[/] {_escape(check.name)}",
             _escape(check.original),
             _escape(check.reproduced),
             marks[check.ok],

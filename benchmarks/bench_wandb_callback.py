@@ -1,0 +1,161 @@
+"""What ReproCallback adds to a short Lightning fit logged to W&B (offline). Target: <= 1.03.
+
+    .venv/bin/python benchmarks/bench_wandb_callback.py [--rounds 5] [--epochs 12]
+
+Both sides are the same fit (CPU, one thread, WandbLogger offline, run created
+before the clock starts); one side adds `ReproCallback()`. Pairs are alternated so
+machine load hits both alike, and medians are compared.
+  fresh  each fit in a new interpreter: the cold capture (environment, packages,
+         git) is paid inside the fit, as in a training script
+  warm   both sides alternated in one process: capture cached, the callback's
+         steady cost is the artifact write and config update
+`callback` is the time spent inside the callback's on_train_start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+def fit_once(with_callback: bool, epochs: int, wandb_dir: str) -> dict[str, float]:
+    """One timed fit; returns wall seconds of trainer.fit and of our hook inside it."""
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.loggers import WandbLogger
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from wandb_repro_plugin.lightning import ReproCallback
+
+    torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4096, 32, generator=generator)
+    y = (x[:, :4].sum(dim=1, keepdim=True) > 0).float()
+
+    class Model(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(
+                torch.nn.Linear(32, 256), torch.nn.ReLU(), torch.nn.Linear(256, 1)
+            )
+
+        def training_step(self, batch: Any, _: int) -> Any:
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                self.net(batch[0]), batch[1]
+            )
+            self.log("loss", loss)
+            return loss
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    hook_seconds = [0.0]
+    callbacks = []
+    if with_callback:
+        callback = ReproCallback()
+        timed = callback.on_train_start
+
+        def on_train_start(trainer: Any, module: Any) -> None:
+            started = time.perf_counter()
+            timed(trainer, module)
+            hook_seconds[0] += time.perf_counter() - started
+
+        callback.on_train_start = on_train_start  # type: ignore[method-assign]
+        callbacks.append(callback)
+
+    logger = WandbLogger(project="mlrepro-bench", save_dir=wandb_dir, offline=True)
+    run = logger.experiment  # wandb.init outside the clock, for both sides
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True, generator=generator)
+    started = time.perf_counter()
+    trainer.fit(Model(), loader)
+    elapsed = time.perf_counter() - started
+    run.finish()
+    return {"fit": elapsed, "callback": hook_seconds[0]}
+
+
+def _fresh(with_callback: bool, epochs: int, wandb_dir: str) -> dict[str, float]:
+    args = [sys.executable, __file__, "--worker", str(int(with_callback)), str(epochs), wandb_dir]
+    proc = subprocess.run(args, capture_output=True, text=True, env=_env())
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark worker failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLREPRO_")}
+    env.update(
+        WANDB_MODE="offline", WANDB_SILENT="true", WANDB_CONSOLE="off", PYTHONWARNINGS="ignore"
+    )
+    return env
+
+
+def _report(label: str, samples: dict[str, list[dict[str, float]]]) -> None:
+    base = statistics.median(s["fit"] for s in samples["without"])
+    with_cb = statistics.median(s["fit"] for s in samples["with"])
+    hook = statistics.median(s["callback"] for s in samples["with"])
+    print(
+        f"{label:6s} fit without {base:7.3f} s   with {with_cb:7.3f} s   "
+        f"ratio {with_cb / base:6.3f}   callback {hook * 1000:7.1f} ms "
+        f"({hook / base * 100:4.1f}% of the fit)   n={len(samples['with'])}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--mode", choices=("fresh", "warm", "both"), default="both")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if args.worker:
+        with_callback, epochs, wandb_dir = args.worker
+        print(json.dumps(fit_once(bool(int(with_callback)), int(epochs), wandb_dir)))
+        return
+
+    os.environ.update(_env())
+    with tempfile.TemporaryDirectory(prefix="mlrepro-bench-") as tmp:
+        os.environ["WANDB_DIR"] = tmp
+        os.chdir(Path(__file__).resolve().parents[1])  # capture a real checkout
+        if args.mode in ("fresh", "both"):
+            fresh: dict[str, list[dict[str, float]]] = {"with": [], "without": []}
+            for i in range(args.rounds):
+                order = ("with", "without") if i % 2 else ("without", "with")
+                for side in order:
+                    fresh[side].append(_fresh(side == "with", args.epochs, tmp))
+            _report("fresh", fresh)
+        if args.mode in ("warm", "both"):
+            fit_once(True, 1, tmp)  # imports and first capture out of the way
+            warm: dict[str, list[dict[str, float]]] = {"with": [], "without": []}
+            for i in range(args.rounds):
+                order = ("with", "without") if i % 2 else ("without", "with")
+                for side in order:
+                    warm[side].append(fit_once(side == "with", args.epochs, tmp))
+            _report("warm", warm)
+
+
+if __name__ == "__main__":
+    main()

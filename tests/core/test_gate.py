@@ -1,0 +1,153 @@
+"""The completeness gate on real runs: what CI sees before a model is registered."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from mlflow_repro_plugin.gate import ReproducibilityError, require_reproducible
+from repro_common import capture
+from repro_common.gate import RULES, check_run
+from repro_common.manifest import Manifest
+from repro_common.runs import load_run
+from support.git import commit_all, make_repo
+from support.training_runs import script_files, train
+
+# The test venv installs this checkout editable (not reinstallable elsewhere);
+# users install mlrepro from an index. The waiver is named in the rule's reason.
+ALLOW = ("mlrepro",)
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "project", script_files())
+
+
+def add_dvc_data(repo: Path) -> None:
+    content = b"x,y\n1,2\n3,5\n"
+    (repo / "data").mkdir()
+    (repo / "data" / "train.csv").write_bytes(content)
+    md5 = hashlib.md5(content).hexdigest()
+    (repo / "data" / "train.csv.dvc").write_text(
+        f"outs:\n- md5: {md5}\n  size: {len(content)}\n  path: train.csv\n"
+    )
+    commit_all(repo, "data under DVC")
+
+
+def test_a_clean_seeded_run_with_dvc_data_passes_the_production_gate(
+    project: Path, sqlite_uri: str
+) -> None:
+    add_dvc_data(project)
+    [made] = train(
+        project,
+        [{"seed": 7, "data": {"train": "data/train.csv"}}],
+        tracking_uri=sqlite_uri,
+        env={"MLREPRO_TRACK": "production"},
+    )
+    record = load_run(made["mlflow"], sqlite_uri)
+
+    report = check_run(record, "production", allow_packages=ALLOW)
+    assert report.passed, report.summary()
+    assert [rule.name for rule in report.rules] == list(RULES)
+    assert report.rule("data").reason.endswith("(1 by DVC md5, 0 by snapshot)")
+    assert report.rule("code").reason.startswith("clean tree at ")
+    assert "mlrepro waived" in report.rule("environment").reason
+    assert require_reproducible(made["mlflow"], tracking_uri=sqlite_uri, allow_packages=ALLOW).passed
+
+    unwaived = check_run(record, "production")
+    assert unwaived.failed == ["environment"]
+    assert "cannot be reinstalled from their record: mlrepro" in unwaived.rule("environment").reason
+
+
+def test_a_dirty_unseeded_run_fails_exactly_the_code_and_seeds_rules(
+    project: Path, sqlite_uri: str
+) -> None:
+    # Uncommitted work: an edit to a tracked file (stored in the diff) and a new module
+    # the run imports, too large for the diff to carry: the code cannot be rebuilt.
+    (project / "train.py").write_text((project / "train.py").read_text() + "# tuned\n")
+    (project / "helpers.py").write_text("# " + "x" * 600_000 + "\nVALUE = 1\n")
+    [made] = train(
+        project,
+        [{}],
+        tracking_uri=sqlite_uri,
+        env={"MLREPRO_TRACK": "production", "IMPORT_HELPERS": "1"},
+    )
+    record = load_run(made["mlflow"], sqlite_uri)
+
+    report = check_run(record, "production", allow_packages=ALLOW)
+    assert report.failed == ["code", "seeds"]
+    assert "helpers.py" in report.rule("code").reason
+    assert report.rule("seeds").reason.startswith("no global seed recorded")
+    with pytest.raises(ReproducibilityError) as raised:
+        require_reproducible(made["mlflow"], tracking_uri=sqlite_uri, allow_packages=ALLOW)
+    assert raised.value.failed == ["code", "seeds"]
+    message = str(raised.value)
+    assert "  - code: " in message and "  - seeds: no global seed" in message
+    assert "environment" not in message
+
+    exploratory = check_run(record, "exploratory")
+    assert exploratory.passed and exploratory.advice == ["code", "environment", "seeds"]
+
+
+def test_a_dirty_wandb_run_whose_diff_is_stored_passes_the_code_rule(
+    project: Path, wandb_offline: Path
+) -> None:
+    (project / "train.py").write_text((project / "train.py").read_text() + "# lr sweep\n")
+    [made] = train(project, [{"seed": 3}], trackers="wandb", env={"MLREPRO_TRACK": "production"})
+    record = load_run(made["wandb"])
+    assert record.kind == "wandb"
+
+    report = check_run(record, "production", allow_packages=ALLOW)
+    assert report.passed, report.summary()
+    assert "diff stored as repro/code.diff" in report.rule("code").reason
+    assert b"+# lr sweep" in (record.read_artifact("repro/code.diff") or b"")
+    assert record.tags["repro.manifest.digest"] == record.manifest.digest
+
+
+def test_an_edited_manifest_fails_the_manifest_rule_even_with_a_new_digest(
+    project: Path, sqlite_uri: str, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    [made] = train(project, [{"seed": 1}], tracking_uri=sqlite_uri)
+    run_id = made["mlflow"]
+    record = load_run(run_id, sqlite_uri)
+    assert check_run(record, "exploratory").passed
+    client = MlflowClient(sqlite_uri)
+    doc = json.loads(record.read_artifact("repro/manifest.json") or b"")
+    edited = tmp_path / "edited" / "manifest.json"
+    edited.parent.mkdir()
+
+    doc["seeds"]["global"] = 2  # someone "fixes" the record after the fact
+    edited.write_text(json.dumps(doc))
+    client.log_artifact(run_id, str(edited), "repro")
+    report = check_run(load_run(run_id, sqlite_uri), "exploratory")
+    assert report.failed == ["manifest"]
+    assert report.rule("manifest").reason.startswith("tampered: the content no longer matches")
+
+    forged = Manifest.from_dict(doc)
+    forged.refresh_digest()  # a careful forger recomputes the digest too
+    edited.write_text(forged.to_json())
+    client.log_artifact(run_id, str(edited), "repro")
+    report = check_run(load_run(run_id, sqlite_uri), "exploratory")
+    assert report.failed == ["manifest"]
+    assert "differs from the run's repro.manifest.digest tag" in report.rule("manifest").reason
+
+
+@pytest.mark.parametrize("track", ["exploratory", "production"])
+def test_a_manifest_file_is_judged_on_its_own_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, track: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "manifest.json"
+    path.write_text(capture().to_json())
+    report = check_run(load_run(str(path)), track)
+    assert report.rule("manifest").passed
+    assert "no run tag" in report.rule("manifest").reason
+    assert report.passed is (track == "exploratory")
+    if track == "production":
+        assert "code" in report.failed and "no commit recorded" in report.rule("code").reason

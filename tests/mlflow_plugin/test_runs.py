@@ -1,0 +1,189 @@
+"""A user changes nothing but installs the plugin: every MLflow run carries its record."""
+
+from __future__ import annotations
+
+import platform
+import threading
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow_reads import artifact, repro_names
+from repro_common.manifest import Manifest
+
+import mlflow_repro_plugin as repro
+from mlflow_repro_plugin import uploader
+from support.git import git
+
+DESIGN_TAGS = {
+    "repro.manifest.digest",
+    "repro.env.digest",
+    "repro.env.python",
+    "repro.git.commit",
+    "repro.git.dirty",
+    "repro.track",
+    "repro.capture.id",
+}
+
+
+def manifest_of(client: Any, run_id: str, tmp: Path) -> Manifest:
+    raw = artifact(client, run_id, "repro/manifest.json", tmp)
+    assert raw is not None, f"run {run_id} has no repro/manifest.json"
+    return Manifest.from_json(raw)
+
+
+def test_a_plain_start_run_gets_the_design_tags_and_the_repro_artifacts(
+    client: Any, project: Path, tmp_path: Path
+) -> None:
+    (project / "train.py").write_text("print('train, edited')\n")
+    repro.seed_everything(7)
+    with mlflow.start_run() as run:
+        mlflow.log_metric("loss", 0.25)
+    assert repro.flush(60)
+
+    finished = client.get_run(run.info.run_id)
+    tags = finished.data.tags
+    assert DESIGN_TAGS <= set(tags), sorted(tags)
+    manifest = manifest_of(client, run.info.run_id, tmp_path)
+    manifest.validate()
+    assert manifest.digest_matches()
+    assert tags["repro.manifest.digest"] == manifest.digest
+    assert tags["repro.env.digest"] == manifest.environment["digest"]
+    assert tags["repro.env.python"] == platform.python_version()
+    assert tags["repro.git.commit"] == git(project, "rev-parse", "HEAD")
+    assert tags["repro.git.dirty"] == "true"
+    assert tags["repro.seed"] == "7" == str(manifest.seeds["global"])
+    assert tags["repro.track"] == "exploratory"
+    assert len(tags["repro.capture.id"]) == 32
+    assert "repro.capture.errors" not in tags, tags["repro.capture.errors"]
+    assert "repro.reproduces" not in tags
+
+    assert repro_names(client, run.info.run_id) == {"manifest.json", "requirements.txt", "code.diff"}
+    diff = artifact(client, run.info.run_id, "repro/code.diff", tmp_path / "d")
+    assert diff is not None and b"train, edited" in diff
+    requirements = artifact(client, run.info.run_id, "repro/requirements.txt", tmp_path / "r")
+    assert requirements is not None and f"mlflow=={mlflow.__version__}".encode() in requirements.lower()
+    assert finished.info.status == "FINISHED"
+    assert finished.data.metrics == {"loss": 0.25}
+
+
+def test_a_clean_tree_has_no_code_diff(client: Any, tmp_path: Path) -> None:
+    with mlflow.start_run() as run:
+        pass
+    assert repro.flush(60)
+    assert client.get_run(run.info.run_id).data.tags["repro.git.dirty"] == "false"
+    assert repro_names(client, run.info.run_id) == {"manifest.json", "requirements.txt"}
+
+
+def test_nested_and_successive_runs_each_get_their_own_record(client: Any) -> None:
+    with mlflow.start_run() as parent:
+        with mlflow.start_run(nested=True) as child_a:
+            pass
+        with mlflow.start_run(nested=True) as child_b:
+            with mlflow.start_run(nested=True) as grandchild:
+                pass
+    with mlflow.start_run() as later:
+        pass
+    assert repro.flush(60)
+
+    runs = [parent, child_a, child_b, grandchild, later]
+    ids = set()
+    for run in runs:
+        tags = client.get_run(run.info.run_id).data.tags
+        assert "repro.capture.errors" not in tags, tags
+        ids.add(tags["repro.capture.id"])
+        assert repro_names(client, run.info.run_id) >= {"manifest.json", "requirements.txt"}
+    assert len(ids) == len(runs), "each run must have its own capture id"
+    assert client.get_run(grandchild.info.run_id).data.tags["mlflow.parentRunId"] == child_b.info.run_id
+
+
+def test_runs_started_from_threads_get_their_records(client: Any) -> None:
+    run_ids: list[str] = []
+    failures: list[BaseException] = []
+
+    def train(index: int) -> None:
+        try:
+            with mlflow.start_run(run_name=f"worker-{index}") as run:
+                mlflow.log_metric("index", index)
+            run_ids.append(run.info.run_id)
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=train, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    assert repro.flush(60)
+    assert len(run_ids) == 4
+    for run_id in run_ids:
+        assert repro_names(client, run_id) >= {"manifest.json", "requirements.txt"}
+        assert "repro.capture.errors" not in client.get_run(run_id).data.tags
+
+
+def test_a_run_already_ended_still_gets_its_artifacts_and_keeps_its_status(client: Any) -> None:
+    run = mlflow.start_run()
+    mlflow.end_run()
+    ended = client.get_run(run.info.run_id)
+    assert ended.info.status == "FINISHED"
+    assert repro.flush(60)
+    after = client.get_run(run.info.run_id)
+    assert repro_names(client, run.info.run_id) >= {"manifest.json", "requirements.txt"}
+    assert (after.info.status, after.info.end_time) == ("FINISHED", ended.info.end_time)
+
+
+def test_the_pending_note_is_written_at_creation_and_cleared_by_the_upload(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    real_find = uploader.find_runs
+
+    def held_find(*args: Any, **kwargs: Any) -> list[str]:
+        release.wait(60)
+        return real_find(*args, **kwargs)
+
+    monkeypatch.setattr(uploader, "find_runs", held_find)
+    with mlflow.start_run() as run:
+        pass
+    before = client.get_run(run.info.run_id).data.tags
+    assert "upload pending" in before["repro.capture.errors"]
+    release.set()
+    assert repro.flush(60)
+    assert "repro.capture.errors" not in client.get_run(run.info.run_id).data.tags
+
+
+def test_mlrepro_track_and_reproduces_are_tagged(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLREPRO_TRACK", "production")
+    monkeypatch.setenv("MLREPRO_REPRODUCES", "0123456789abcdef0123456789abcdef")
+    with mlflow.start_run() as run:
+        pass
+    assert repro.flush(60)
+    tags = client.get_run(run.info.run_id).data.tags
+    assert tags["repro.track"] == "production"
+    assert tags["repro.reproduces"] == "0123456789abcdef0123456789abcdef"
+
+
+def test_mlrepro_disable_makes_the_provider_do_nothing(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import repro_common
+    from repro_common.capture import _static_parts  # noqa: F401  (module loaded)
+
+    from mlflow_repro_plugin.provider import ReproRunContextProvider
+
+    monkeypatch.setenv("MLREPRO_DISABLE", "1")
+    scheduled: list[Any] = []
+    monkeypatch.setattr(uploader, "schedule", scheduled.append)
+    repro_common.reset_cache()
+    provider = ReproRunContextProvider()
+    assert provider.in_context() is False
+    with mlflow.start_run() as run:
+        pass
+    tags = client.get_run(run.info.run_id).data.tags
+    assert not [k for k in tags if k.startswith("repro.")], tags
+    assert scheduled == []
+    import sys
+
+    assert sys.modules["repro_common.capture"]._prefetch_thread is None, "disabled must not prefetch"
