@@ -7,9 +7,10 @@ waits at a start line; the clock starts when all are released and stops when the
 one has exited, so it covers the plugin's capture (unless the background prefetch had
 finished by then, as it usually has in real scripts), its tags, its `repro/` uploads
 and the wait for them at exit. Modes alternate round by round on the same server;
-the ratio of medians is printed (target >= 0.95).
+the ratio of medians is printed (target >= 0.95). A run is a short training loop:
+two params and one metric per step (--steps, default 10), one request each.
 
-    .venv/bin/python benchmarks/bench_server_load.py [--processes 16] [--runs 4] [--rounds 3]
+    .venv/bin/python benchmarks/bench_server_load.py [--processes 16] [--runs 4] [--steps 10] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import time
 import mlflow
 import repro_common
 
-worker, runs, experiment, go = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+worker, runs, experiment, go, steps = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 shard = f"shard-{worker}.bin"
 with open(shard, "wb") as handle:
     handle.write(f"rows of worker {worker}\\n".encode() * 512)
@@ -51,12 +52,14 @@ while not os.path.exists(go):
 for index in range(runs):
     with mlflow.start_run():
         mlflow.log_params({"worker": worker, "index": index})
-        for step in range(3):
+        for step in range(steps):
             mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
 """
 
 
-def one_round(repo: Path, url: str, experiment: str, processes: int, runs: int, disabled: bool) -> float:
+def one_round(
+    repo: Path, url: str, experiment: str, processes: int, runs: int, steps: int, disabled: bool
+) -> float:
     """Seconds from the start line to the last worker's exit."""
     for stale in [*repo.glob("ready-*"), repo / "go.flag"]:
         stale.unlink(missing_ok=True)
@@ -64,15 +67,21 @@ def one_round(repo: Path, url: str, experiment: str, processes: int, runs: int, 
     go = repo / "go.flag"
     procs = [
         subprocess.Popen(
-            [sys.executable, "worker.py", str(w), str(runs), experiment, str(go)],
-            cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "worker.py", str(w), str(runs), experiment, str(go), str(steps)],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for w in range(processes)
     ]
     while not all((repo / f"ready-{w}").exists() for w in range(processes)):
         failed = [p for p in procs if p.poll() not in (None, 0)]
         if failed:
-            raise SystemExit(f"a worker failed before the start line:\n{failed[0].communicate()[1][-3000:]}")
+            raise SystemExit(
+                f"a worker failed before the start line:\n{failed[0].communicate()[1][-3000:]}"
+            )
         time.sleep(0.05)
     time.sleep(1.0)  # let import-time background work settle, as it would while a script loads data
     start = time.perf_counter()
@@ -89,6 +98,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=16)
     parser.add_argument("--runs", type=int, default=4, help="runs per process")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per mode (alternated)")
+    parser.add_argument(
+        "--steps", type=int, default=10, help="metric steps logged per run (one request each)"
+    )
     args = parser.parse_args()
     reason = missing_reason()
     if reason:
@@ -96,30 +108,59 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mlrepro-bench-") as tmp:
         work = Path(tmp)
-        repo = make_repo(work / "project", {"worker.py": WORKER, ".gitignore": "shard-*\nready-*\ngo.flag\n"})
+        repo = make_repo(
+            work / "project", {"worker.py": WORKER, ".gitignore": "shard-*\nready-*\ngo.flag\n"}
+        )
         with postgres_cluster() as db_uri, moto_s3(work / "s3") as s3:
             server_env = {**s3.env, "AWS_MAX_ATTEMPTS": "2"}
-            with mlflow_server(work / "server", backend_uri=db_uri, artifacts_destination=s3.uri("artifacts"), extra_env=server_env) as url:
+            with mlflow_server(
+                work / "server",
+                backend_uri=db_uri,
+                artifacts_destination=s3.uri("artifacts"),
+                extra_env=server_env,
+            ) as url:
                 from mlflow.tracking import MlflowClient
 
                 client = MlflowClient(tracking_uri=url)
                 times: dict[str, list[float]] = {"plugin": [], "disabled": []}
                 # Warm-up round (server caches, connection pools, first S3 client), not counted.
                 client.create_experiment("warmup")
-                one_round(repo, url, "warmup", args.processes, 1, disabled=False)
+                one_round(repo, url, "warmup", args.processes, 1, args.steps, disabled=False)
                 for number in range(args.rounds):
-                    for mode in ("plugin", "disabled") if number % 2 == 0 else ("disabled", "plugin"):
+                    for mode in (
+                        ("plugin", "disabled") if number % 2 == 0 else ("disabled", "plugin")
+                    ):
                         experiment = f"load-{mode}-{number}"
                         client.create_experiment(experiment)
-                        seconds = one_round(repo, url, experiment, args.processes, args.runs, disabled=mode == "disabled")
-                        made = len(client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=10000))
-                        assert made == args.processes * args.runs, f"{made} runs, expected {args.processes * args.runs}"
+                        seconds = one_round(
+                            repo,
+                            url,
+                            experiment,
+                            args.processes,
+                            args.runs,
+                            args.steps,
+                            disabled=mode == "disabled",
+                        )
+                        made = len(
+                            client.search_runs(
+                                [client.get_experiment_by_name(experiment).experiment_id],
+                                max_results=10000,
+                            )
+                        )
+                        assert made == args.processes * args.runs, (
+                            f"{made} runs, expected {args.processes * args.runs}"
+                        )
                         times[mode].append(seconds)
-                        print(f"round {number} {mode:8s} {seconds:6.2f}s  {made / seconds:6.2f} runs/s", flush=True)
+                        print(
+                            f"round {number} {mode:8s} {seconds:6.2f}s  {made / seconds:6.2f} runs/s",
+                            flush=True,
+                        )
 
     total = args.processes * args.runs
     rate = {mode: total / statistics.median(values) for mode, values in times.items()}
-    print(f"processes={args.processes} runs/process={args.runs} rounds/mode={args.rounds}")
+    print(
+        f"processes={args.processes} runs/process={args.runs} metric steps/run={args.steps} rounds/mode={args.rounds}"
+    )
     print(f"plugin:   {rate['plugin']:.2f} runs/s (median)")
     print(f"disabled: {rate['disabled']:.2f} runs/s (median)")
     print(f"ratio plugin/disabled: {rate['plugin'] / rate['disabled']:.3f} (target >= 0.95)")

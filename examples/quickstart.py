@@ -55,7 +55,7 @@ def train(epochs: int, seed: int) -> None:
     import torch
     from lightning.pytorch.loggers import WandbLogger
     from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import DataLoader, Dataset
 
     import mlflow_repro_plugin as repro
     from wandb_repro_plugin.lightning import ReproCallback
@@ -65,25 +65,40 @@ def train(epochs: int, seed: int) -> None:
         write_dataset(DATA)
     repro.track_data(DATA, name="moons")  # fingerprinted in full; a Dataset in the MLflow UI
 
-    rows = [line.split(",") for line in DATA.read_text().splitlines()[1:]]
-    x = torch.tensor([[float(a), float(b)] for a, b, _ in rows])
-    y = torch.tensor([float(label) for _, _, label in rows])
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(repro.derive_seed("split")))
-    train_idx, val_idx = order[:400], order[400:]
+    class MoonsCsv(Dataset):
+        """Rows of the CSV file: the file is the input mlrepro fingerprints and snapshots."""
+
+        def __init__(self, path: Path, indices: list[int]) -> None:
+            table = [line.split(",") for line in path.read_text().splitlines()[1:]]
+            self.x = torch.tensor([[float(table[i][0]), float(table[i][1])] for i in indices])
+            self.y = torch.tensor([float(table[i][2]) for i in indices])
+
+        def __len__(self) -> int:
+            return len(self.y)
+
+        def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.x[index], self.y[index]
+
+    split = torch.Generator().manual_seed(repro.derive_seed("split"))
+    order = torch.randperm(512, generator=split).tolist()
     train_loader = DataLoader(
-        TensorDataset(x[train_idx], y[train_idx]),
+        MoonsCsv(DATA, order[:400]),
         batch_size=32,
         shuffle=True,
         generator=torch.Generator().manual_seed(repro.derive_seed("shuffle")),
     )
-    val_loader = DataLoader(TensorDataset(x[val_idx], y[val_idx]), batch_size=256)
+    val_loader = DataLoader(MoonsCsv(DATA, order[400:]), batch_size=256)
 
     class Moons(L.LightningModule):
         def __init__(self, hidden: int = 32, lr: float = 0.05) -> None:
             super().__init__()
             self.save_hyperparameters()
             self.net = nn.Sequential(
-                nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1)
+                nn.Linear(2, hidden),
+                nn.Tanh(),
+                nn.Linear(hidden, hidden),
+                nn.Tanh(),
+                nn.Linear(hidden, 1),
             )
 
         def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -125,7 +140,9 @@ def train(epochs: int, seed: int) -> None:
     print(f"trained: {metrics}")
 
 
-def step(title: str, args: list[str], ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+def step(
+    title: str, args: list[str], ok_codes: tuple[int, ...] = (0,)
+) -> subprocess.CompletedProcess[str]:
     """Run one command as the user would type it, show it and its output."""
     shown = " ".join(shlex.quote(a) for a in args)
     print(f"\n\033[1m== {title}\033[0m\n$ {shown}", flush=True)
@@ -144,8 +161,10 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("MLREPRO_TRACK", "production")  # store the environment spec and a data snapshot
-    os.environ.setdefault("PYTHONHASHSEED", "0")  # fixed from interpreter start, for the training process
+    # Production track: the run also stores its environment spec and a data snapshot.
+    os.environ.setdefault("MLREPRO_TRACK", "production")
+    # Hash randomisation is fixed when an interpreter starts: set it for the training process.
+    os.environ.setdefault("PYTHONHASHSEED", "0")
     entry = os.path.relpath(__file__)
     started = time.perf_counter()
     trained = step("1. Train (Lightning, MLflow + W&B offline)", [sys.executable, entry, "train"])

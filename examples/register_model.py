@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_id", help="the MLflow run that trained the model")
     parser.add_argument("name", help="registered model name")
-    parser.add_argument("--model-path", default="model", help="artifact path of the model in the run")
+    parser.add_argument(
+        "--model-path", default="model", help="artifact path of the model in the run"
+    )
     parser.add_argument(
         "--allow-package",
         action="append",
@@ -31,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow_repro_plugin.gate import ReproducibilityError, require_reproducible
 
     try:
-        report = require_reproducible(args.run_id, track="production", allow_packages=args.allow_package)
+        report = require_reproducible(
+            args.run_id, track="production", allow_packages=args.allow_package
+        )
     except ReproducibilityError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ and friends. Importing it does not import mlflow.
 
 from __future__ import annotations
 
+from mlflow_repro_plugin.uploader import flush
 from repro_common import (
     Manifest,
     capture,
@@ -17,8 +18,6 @@ from repro_common import (
     seed_everything,
     track_data,
 )
-
-from mlflow_repro_plugin.uploader import flush
 
 # Production gate (mlflow_repro_plugin/gate.py) is re-exported here by its owner.
 

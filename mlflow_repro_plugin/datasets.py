@@ -45,7 +45,9 @@ def dataset_input(item: dict[str, Any]) -> Any:
     from mlflow.entities import Dataset, DatasetInput
 
     source_type, source = source_of(item)
-    profile = {k: item[k] for k in ("fingerprint", "kind", "size_bytes", "files", "partial") if k in item}
+    profile = {
+        k: item[k] for k in ("fingerprint", "kind", "size_bytes", "files", "partial") if k in item
+    }
     dataset = Dataset(
         name=str(item.get("name"))[:MAX_NAME],
         digest=digest_of(str(item.get("fingerprint") or "")),
@@ -61,11 +63,15 @@ def log_items(client: Any, run_id: str, items: list[dict[str, Any]], deadline: f
     from mlflow_repro_plugin.uploader import retry, warn_once
 
     try:
-        inputs = [dataset_input(item) for item in items if item.get("name") and item.get("fingerprint")]
+        inputs = [
+            dataset_input(item) for item in items if item.get("name") and item.get("fingerprint")
+        ]
         if inputs:
             retry(lambda: client.log_inputs(run_id, datasets=inputs), deadline)
     except Exception as exc:
-        warn_once("datasets", "mlrepro could not log tracked inputs to MLflow run %s: %r", run_id, exc)
+        warn_once(
+            "datasets", "mlrepro could not log tracked inputs to MLflow run %s: %r", run_id, exc
+        )
 
 
 def on_track(item: dict[str, Any]) -> None:

@@ -22,7 +22,9 @@ if "mlflow" not in sys.modules:  # pragma: no cover - only when this module is i
     # Importing the base class imports mlflow, whose registry then tries to load this
     # half-initialised module and fails; we register ourselves at the bottom instead.
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message='Failure attempting to register context provider "repro"')
+        warnings.filterwarnings(
+            "ignore", message='Failure attempting to register context provider "repro"'
+        )
         from mlflow.tracking.context.abstract_context import RunContextProvider
 else:
     from mlflow.tracking.context.abstract_context import RunContextProvider
@@ -43,7 +45,10 @@ def disabled() -> bool:
 
 def _in_mlflow_server() -> bool:
     """The tracking server imports mlflow too; it creates no runs of its own."""
-    return "_MLFLOW_SERVER_FILE_STORE" in os.environ or os.path.basename(sys.argv[0] if sys.argv else "") == "mlflow"
+    return (
+        "_MLFLOW_SERVER_FILE_STORE" in os.environ
+        or os.path.basename(sys.argv[0] if sys.argv else "") == "mlflow"
+    )
 
 
 @dataclass
@@ -96,7 +101,9 @@ def _site_from(local_vars: dict[str, Any]) -> RunSite:
     client_cls = getattr(sys.modules.get("mlflow.tracking.client"), "MlflowClient", None)
     owner = local_vars.get("self")
     candidates = list(local_vars.values()) + list(getattr(owner, "__dict__", {}).values())
-    client = next((v for v in candidates if client_cls is not None and isinstance(v, client_cls)), None)
+    client = next(
+        (v for v in candidates if client_cls is not None and isinstance(v, client_cls)), None
+    )
     experiment_id = None
     for value in (
         local_vars.get("exp_id_for_run"),
@@ -112,7 +119,9 @@ def _site_from(local_vars: dict[str, Any]) -> RunSite:
             uri = client.tracking_uri
         except Exception:
             client = None
-    return RunSite(client=client, tracking_uri=uri or _global_tracking_uri(), experiment_id=experiment_id)
+    return RunSite(
+        client=client, tracking_uri=uri or _global_tracking_uri(), experiment_id=experiment_id
+    )
 
 
 def _global_tracking_uri() -> str | None:
@@ -198,9 +207,8 @@ def _warn_collector_errors(manifest: Manifest) -> None:
 
 def run_tags(site: RunSite) -> dict[str, str]:
     """Capture this process, build the tags, and schedule the `repro/` upload for the new run."""
-    from repro_common.capture import capture
-
     from mlflow_repro_plugin import uploader
+    from repro_common.capture import capture
 
     capture_id = uuid.uuid4().hex
     manifest = capture()
@@ -229,9 +237,8 @@ class ReproRunContextProvider(RunContextProvider):
         if disabled() or _in_mlflow_server():
             return
         try:
-            from repro_common.capture import prefetch
-
             from mlflow_repro_plugin import datasets
+            from repro_common.capture import prefetch
 
             prefetch()
             datasets.install()
@@ -248,13 +255,16 @@ class ReproRunContextProvider(RunContextProvider):
                 return {}
             return run_tags(site)
         except Exception as exc:
+            from mlflow_repro_plugin.uploader import warn_once
             from repro_common.isolation import error_entry
 
-            from mlflow_repro_plugin.uploader import warn_once
-
             entry = error_entry("mlflow.provider", exc)
-            warn_once("provider", "mlrepro could not tag this run (%s); the run goes on", entry["error"])
-            return {ERRORS_TAG: errors_value([entry], "artifacts: not uploaded, capture failed") or ""}
+            warn_once(
+                "provider", "mlrepro could not tag this run (%s); the run goes on", entry["error"]
+            )
+            return {
+                ERRORS_TAG: errors_value([entry], "artifacts: not uploaded, capture failed") or ""
+            }
 
 
 def _register_if_missed() -> None:

@@ -172,6 +172,12 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord | None:
         raise RunNotFound(f"cannot reach the MLflow store at {shown}: {_first_line(exc)}") from exc
     backend = MlflowRunBackend(client, run_id)
     manifest, error = parse_manifest(backend.read_artifact("repro/manifest.json"))
+    tags = dict(run.data.tags)
+    if manifest is None and error and error.startswith("no repro/manifest.json"):
+        if tags.get("repro.capture.errors"):
+            error += f" (its repro.capture.errors tag: {tags['repro.capture.errors'][:300]})"
+        elif not any(key.startswith("repro.") for key in tags):
+            error += " (no repro.* tags either: was mlflow_repro_plugin installed when it ran?)"
     return RunRecord(
         ref=ref,
         kind="mlflow",
@@ -179,7 +185,7 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord | None:
         manifest_error=error,
         run_id=run_id,
         location=f"{shown} (experiment {run.info.experiment_id})",
-        tags=dict(run.data.tags),
+        tags=tags,
         params=dict(run.data.params),
         metrics=dict(run.data.metrics),
         backend=backend,

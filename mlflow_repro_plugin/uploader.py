@@ -24,9 +24,10 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from repro_common.manifest import Manifest
 
@@ -37,7 +38,15 @@ DEFAULT_TIMEOUT = 30.0
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
 EXPERIMENT_CHUNK = 100
-_PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EEXIST}
+_PERMANENT_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENOSPC,
+    errno.EEXIST,
+}
 _PERMANENT_MLFLOW_CODES = {
     "INVALID_PARAMETER_VALUE",
     "BAD_REQUEST",
@@ -149,7 +158,9 @@ class Uploader:
                         return
             self._queue.append(job)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name="mlrepro-uploader", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._work, name="mlrepro-uploader", daemon=True
+                )
                 self._thread.start()
             self._cond.notify_all()
         self._hook_exit()
@@ -265,7 +276,9 @@ def find_runs(client: Any, capture_id: str, experiment_id: str | None = None) ->
     query = f"tags.`{CAPTURE_ID_TAG}` = '{capture_id}'"
 
     def search(ids: list[str]) -> list[str]:
-        runs = client.search_runs(ids, filter_string=query, run_view_type=ViewType.ALL, max_results=50)
+        runs = client.search_runs(
+            ids, filter_string=query, run_view_type=ViewType.ALL, max_results=50
+        )
         return [r.info.run_id for r in runs]
 
     found = search([experiment_id]) if experiment_id else []
@@ -282,7 +295,9 @@ def _log_files(client: Any, run_id: str, files: dict[str, bytes]) -> None:
 
     with tempfile.TemporaryDirectory(prefix="mlrepro-") as tmp:
         for name, content in files.items():
-            Path(tmp, name).write_bytes(content)
+            target = Path(tmp, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
         client.log_artifacts(run_id, tmp, artifact_path=ARTIFACT_DIR)
 
 
@@ -306,7 +321,9 @@ def process(job: UploadJob) -> None:
     if job.manifest is None:
         return
     try:
-        job.run_ids = retry(lambda: find_runs(client, job.capture_id, job.experiment_id), job.deadline)
+        job.run_ids = retry(
+            lambda: find_runs(client, job.capture_id, job.experiment_id), job.deadline
+        )
     except Exception as exc:
         from repro_common.isolation import error_entry
 
@@ -331,10 +348,9 @@ def _deliver(
     files: dict[str, bytes],
     errors: list[dict[str, Any]],
 ) -> None:
-    from repro_common.isolation import error_entry
-
     from mlflow_repro_plugin import datasets
     from mlflow_repro_plugin.provider import ERRORS_TAG, errors_value
+    from repro_common.isolation import error_entry
 
     try:
         retry(lambda: _log_files(client, run_id, files), deadline)
@@ -360,18 +376,22 @@ def _deliver(
         else:
             retry(lambda: client.delete_tag(run_id, ERRORS_TAG), deadline)
     except Exception as exc:
-        warn_once("tags", "mlrepro uploaded repro/ to run %s but could not update its tags: %r", run_id, exc)
+        warn_once(
+            "tags",
+            "mlrepro uploaded repro/ to run %s but could not update its tags: %r",
+            run_id,
+            exc,
+        )
     if manifest.data:
         datasets.log_items(client, run_id, manifest.data, deadline)
 
 
 def _refresh(client: Any, job: UploadJob) -> None:
     """Inputs tracked while the run is active: log them, then re-record the manifest and its tags."""
-    from repro_common.artifacts import MANIFEST
-    from repro_common.capture import capture
-
     from mlflow_repro_plugin import datasets
     from mlflow_repro_plugin.provider import manifest_tags
+    from repro_common.artifacts import MANIFEST
+    from repro_common.capture import capture
 
     run_id = job.run_id or ""
     datasets.log_items(client, run_id, job.refresh_items or [], job.deadline)
@@ -379,10 +399,18 @@ def _refresh(client: Any, job: UploadJob) -> None:
         return  # not a run we recorded (created with MLREPRO_DISABLE=1, or by another tool)
     try:
         manifest = capture(track=job.track)
-        retry(lambda: _log_files(client, run_id, {MANIFEST: manifest.to_json().encode()}), job.deadline)
+        retry(
+            lambda: _log_files(client, run_id, {MANIFEST: manifest.to_json().encode()}),
+            job.deadline,
+        )
         from mlflow.entities import RunTag
 
         tags = [RunTag(k, v) for k, v in manifest_tags(manifest).items()]
         retry(lambda: client.log_batch(run_id, tags=tags), job.deadline)
     except Exception as exc:
-        warn_once("refresh", "mlrepro could not add newly tracked data to run %s's record: %r", run_id, exc)
+        warn_once(
+            "refresh",
+            "mlrepro could not add newly tracked data to run %s's record: %r",
+            run_id,
+            exc,
+        )

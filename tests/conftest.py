@@ -25,13 +25,15 @@ def _isolated_mlrepro(
             monkeypatch.delenv(key)
     monkeypatch.setenv("MLREPRO_CACHE_DIR", str(tmp_path_factory.mktemp("mlrepro-cache")))
     import repro_common
-    from repro_common import seeds
+    from repro_common import data, seeds
 
     repro_common.reset_cache()
     seeds._forget()
+    data.clear_registry()
     yield
     repro_common.reset_cache()
     seeds._forget()
+    data.clear_registry()
 
 
 @pytest.fixture

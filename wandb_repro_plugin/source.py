@@ -201,6 +201,13 @@ def _tags(summary: dict[str, Any]) -> dict[str, str]:
             tags[tag] = str(summary[key])
     if isinstance(summary.get("git_dirty"), bool):
         tags["repro.git.dirty"] = "true" if summary["git_dirty"] else "false"
+    errors = summary.get("capture_errors")
+    if isinstance(errors, list) and errors:
+        tags["repro.capture.errors"] = "; ".join(
+            f"{e.get('collector', '?')}: {e.get('error', '')}"
+            for e in errors
+            if isinstance(e, dict)
+        )
     for name, fingerprint in (summary.get("data") or {}).items():
         tags[f"repro.data.{name}"] = str(fingerprint)
     return tags

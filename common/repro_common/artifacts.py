@@ -27,18 +27,19 @@ def artifact_files(manifest: Manifest) -> dict[str, bytes]:
     """Relative name -> content, for the `repro/` folder of a run."""
     from repro_common import code, environment
 
-    files: dict[str, bytes] = {}
+    stored, extras = manifest, {}
+    if manifest.track == "production":
+        stored = copy.deepcopy(manifest)
+        extras = production_files(stored)
+    # The manifest first: a writer that stops half-way still leaves the record.
+    files = {MANIFEST: stored.to_json().encode()}
     files[REQUIREMENTS] = environment.requirements_txt(
         manifest.environment.get("packages") or []
     ).encode()
     diff = code.diff_text(manifest.code)
     if diff:
         files[CODE_DIFF] = diff.encode()
-    stored = manifest
-    if manifest.track == "production":
-        stored = copy.deepcopy(manifest)
-        files.update(production_files(stored))
-    files[MANIFEST] = stored.to_json().encode()
+    files.update(extras)
     return files
 
 

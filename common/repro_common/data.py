@@ -990,7 +990,7 @@ def track_data(
         listeners = list(_listeners)
     for listener in listeners:
         try:
-            listener(dict(item))
+            listener(_copy_item(item))
         except Exception as exc:  # a listener must never fail the user's call
             warnings.warn(
                 f"mlrepro: data listener {getattr(listener, '__qualname__', listener)!s} failed for "
@@ -998,13 +998,19 @@ def track_data(
                 RuntimeWarning,
                 stacklevel=2,
             )
-    return dict(item)
+    return _copy_item(item)
+
+
+def _copy_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A copy nobody can use to edit the registry (the dvc link is the only nested part)."""
+    dvc = item.get("dvc")
+    return {**item, "dvc": dict(dvc) if isinstance(dvc, dict) else dvc}
 
 
 def collect_data(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The registered inputs, in registration order (the manifest's `data`)."""
     with _lock:
-        return [dict(item) for item in _registry.values()]
+        return [_copy_item(item) for item in _registry.values()]
 
 
 def tracked_details(name: str) -> FingerprintResult | None:

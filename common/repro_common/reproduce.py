@@ -42,6 +42,7 @@ DEFAULT_IGNORED_METRICS = ("_*", "system/*", "*time*", "*duration*", "*_per_sec*
 HOST_SPECIFIC_VARIABLES = frozenset({"CUDA_VISIBLE_DEVICES"})
 PATH_KINDS = frozenset({"file", "directory", "dir", "path", "files"})
 Step = Callable[[str], None]
+RECORD_RETRIES = 5  # seconds to wait for a new run's manifest to appear
 
 
 class ReproduceError(Exception):
@@ -274,11 +275,12 @@ def _verify_unversioned(code: dict[str, Any], code_dir: Path) -> list[str]:
             warnings.append(
                 f"unversioned source {item.get('path')} ran but is not in the stored diff"
             )
-        elif recorded and str(recorded).startswith("blake3:"):
-            if digest_bytes(path.read_bytes()) != recorded:
-                warnings.append(
-                    f"unversioned source {item.get('path')} differs from the one that ran"
-                )
+        elif (
+            recorded
+            and str(recorded).startswith("blake3:")
+            and digest_bytes(path.read_bytes()) != recorded
+        ):
+            warnings.append(f"unversioned source {item.get('path')} differs from the one that ran")
     return warnings
 
 
@@ -311,10 +313,14 @@ def _dockerfile(record: RunRecord, manifest: Manifest) -> str:
             "COPY requirements.txt /tmp/mlrepro-requirements.txt\n"
             "RUN python -m pip install --no-cache-dir -r /tmp/mlrepro-requirements.txt\n"
         )
-    git = "" if "install -y --no-install-recommends git" in base else (
-        "# git: the new run records the commit of code/.\n"
-        "RUN apt-get update && apt-get install -y --no-install-recommends git \\\n"
-        "    && rm -rf /var/lib/apt/lists/*\n"
+    git = (
+        ""
+        if "install -y --no-install-recommends git" in base
+        else (
+            "# git: the new run records the commit of code/.\n"
+            "RUN apt-get update && apt-get install -y --no-install-recommends git \\\n"
+            "    && rm -rf /var/lib/apt/lists/*\n"
+        )
     )
     return base.rstrip("\n") + (
         "\n\n# The reproduction: the code at the recorded commit with its diff, run as recorded.\n"
@@ -390,11 +396,9 @@ def recorded_variables(manifest: Manifest) -> tuple[dict[str, str], list[str]]:
         for k, v in (manifest.environment.get("variables") or {}).items()
         if not str(k).startswith("MLREPRO_")
     }
+    # Only what the process started with: switches such as CUBLAS_WORKSPACE_CONFIG that
+    # seed_everything(deterministic=True) sets at run time are set again by the rerun.
     seeds = manifest.seeds or {}
-    determinism = seeds.get("determinism") or {}
-    for name in ("CUBLAS_WORKSPACE_CONFIG",):
-        if determinism.get(name) and name not in env_vars:
-            env_vars[name] = str(determinism[name])
     comments: list[str] = []
     hashing = seeds.get("hash_randomization") or {}
     env_vars.pop("PYTHONHASHSEED", None)
@@ -423,6 +427,9 @@ def recorded_variables(manifest: Manifest) -> tuple[dict[str, str], list[str]]:
 def _entry_command(manifest: Manifest) -> list[str] | None:
     """argv to run from the recorded cwd, or None when the entry point is not a script file."""
     code = manifest.code
+    argv = [str(a) for a in code.get("argv") or []]
+    if code.get("entry_module"):  # `python -m package.module`: relative imports need -m again
+        return ["-m", str(code["entry_module"]), *argv]
     entry = code.get("entry_point")
     if not entry or str(entry).startswith("-") or str(entry) in {"<stdin>", "<string>"}:
         return None
@@ -432,7 +439,7 @@ def _entry_command(manifest: Manifest) -> list[str] | None:
         entry_str = os.path.relpath(entry_path, cwd)
     else:
         entry_str = str(entry_path)
-    return [entry_str, *[str(a) for a in code.get("argv") or []]]
+    return [entry_str, *argv]
 
 
 def _argv_warnings(code: dict[str, Any]) -> list[str]:
@@ -518,11 +525,17 @@ def package_mismatches(manifest: Manifest) -> list[str]:
             lines.append(f"{name}=={version} is not installed here")
         elif have != version:
             lines.append(f"{name} is {have} here, {version} in the record")
+    mismatch = python_mismatch(manifest)
+    return [mismatch, *lines] if mismatch else lines
+
+
+def python_mismatch(manifest: Manifest) -> str | None:
+    """A line when this interpreter's version is not the recorded one (a venv inherits it)."""
     py = (manifest.environment.get("python") or {}).get("version")
     here = ".".join(str(x) for x in sys.version_info[:3])
     if py and py != here:
-        lines.insert(0, f"Python is {here} here, {py} in the record")
-    return lines
+        return f"Python is {here} here, {py} in the record (the Dockerfile pins the recorded one)"
+    return None
 
 
 def _norm(name: str) -> str:
@@ -880,7 +893,16 @@ def find_reproduction(
     tagged = [c for c in candidates if c.tags.get("repro.reproduces") == ws.reproduces]
     same_kind = [c for c in (tagged or candidates) if c.kind == ws.record.kind]
     preferred = same_kind or tagged or candidates
-    return preferred[0] if preferred else None
+    if not preferred:
+        return None
+    found = preferred[0]
+    for _ in range(RECORD_RETRIES):  # an adapter may still be finishing its upload
+        if found.manifest is not None:
+            break
+        time.sleep(1.0)
+        ref = found.run_id if found.kind == "mlflow" and found.run_id else str(found.location)
+        found = load_run(ref, uri)
+    return found
 
 
 def _find_mlflow_run(
@@ -912,7 +934,9 @@ def _new_wandb_dirs(ws: Workspace, started_at: float) -> list[Path]:
     roots = {ws.root / "wandb", ws.run_cwd / "wandb"}
     if os.environ.get("WANDB_DIR"):
         roots.add(Path(os.environ["WANDB_DIR"]) / "wandb")
-    original = Path(ws.record.location) if ws.record.kind == "wandb" and ws.record.location else None
+    original = (
+        Path(ws.record.location) if ws.record.kind == "wandb" and ws.record.location else None
+    )
     if original is not None:
         roots.add(original.parent)
     found = []
@@ -1022,6 +1046,9 @@ def compare(
             Check("run", "exit status", "0", str(result.returncode), False, f"see {result.log}")
         )
         return Verdict(False, f"the script exited with {result.returncode}: {last}", checks, new)
+    if new is not None and new.manifest is None:
+        reason = f"the new run {new.run_id} has no mlrepro record: {new.manifest_error}"
+        return Verdict(False, reason, checks, new)
     if new is None:
         where = ws.secret_env.get("MLFLOW_TRACKING_URI") or str(ws.root / "wandb")
         reason = (

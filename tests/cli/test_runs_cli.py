@@ -16,30 +16,36 @@ from support.training_runs import script_files, train
 ALLOW = ["--allow-package", "mlrepro"]  # this checkout is installed editable in the test venv
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store per module: its schema is created once, each test makes its own runs."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
 def _artifacts(run_id: str, uri: str) -> set[str]:
     return set(load_run(run_id, uri).list_artifacts("repro"))
 
 
 @pytest.mark.slow
 def test_show_and_check_read_mlflow_runs_wandb_dirs_and_manifest_files(
-    tmp_path: Path, sqlite_uri: str, wandb_offline: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, store: str, wandb_offline: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     repo = make_repo(tmp_path / "project", script_files())
     (tmp_path / "train.csv").write_text("x,y\n1,2\n")
     [made] = train(
         repo,
         [{"seed": 11, "data": {"train": str(tmp_path / "train.csv")}}],
-        tracking_uri=sqlite_uri,
+        tracking_uri=store,
         trackers="mlflow,wandb",
     )
     run_id, run_dir = made["mlflow"], made["wandb"]
 
-    assert main(["show", run_id, "--tracking-uri", sqlite_uri]) == 0
+    assert main(["show", run_id, "--tracking-uri", store]) == 0
     card = capsys.readouterr().out
     for expected in ("exploratory", "11 (argument)", "train", "blake3:", "production", "FAIL"):
         assert expected in card
 
-    assert main(["show", f"runs:/{run_id}/model", "--tracking-uri", sqlite_uri, "--json"]) == 0
+    assert main(["show", f"runs:/{run_id}/model", "--tracking-uri", store, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["source"] == "mlflow" and shown["track"] == "exploratory"
     assert shown["tags"]["repro.manifest.digest"] == shown["manifest"]["digest"]
@@ -53,11 +59,13 @@ def test_show_and_check_read_mlflow_runs_wandb_dirs_and_manifest_files(
 
     manifest_file = Path(run_dir) / "files" / "repro" / "manifest.json"
     assert main(["show", str(manifest_file)]) == 0
-    assert shown["manifest"]["digest"] in capsys.readouterr().out.replace("\n", "").replace("│", "").replace(" ", "")
+    assert shown["manifest"]["digest"] in capsys.readouterr().out.replace("\n", "").replace(
+        "│", ""
+    ).replace(" ", "")
 
-    assert main(["check", run_id, "--tracking-uri", sqlite_uri]) == 0  # its own track
+    assert main(["check", run_id, "--tracking-uri", store]) == 0  # its own track
     capsys.readouterr()
-    assert main(["check", run_id, "--tracking-uri", sqlite_uri, "--track", "production", "--json"]) == 1
+    assert main(["check", run_id, "--tracking-uri", store, "--track", "production", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] is False and report["failed"] == ["environment", "data"]
     rules = {rule["name"]: rule for rule in report["rules"]}
@@ -70,46 +78,46 @@ def test_show_and_check_read_mlflow_runs_wandb_dirs_and_manifest_files(
 
 @pytest.mark.slow
 def test_promotion_refuses_changed_data_then_promotes_once_and_passes_the_gate(
-    tmp_path: Path, sqlite_uri: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     repo = make_repo(tmp_path / "project", script_files())
     data = tmp_path / "inputs" / "train.csv"
     data.parent.mkdir()
     data.write_text("x,y\n1,2\n")
-    [made] = train(repo, [{"seed": 5, "data": {"train": str(data)}}], tracking_uri=sqlite_uri)
+    [made] = train(repo, [{"seed": 5, "data": {"train": str(data)}}], tracking_uri=store)
     run_id = made["mlflow"]
-    before = load_run(run_id, sqlite_uri)
+    before = load_run(run_id, store)
     digest = before.tags["repro.manifest.digest"]
 
     data.write_text("x,y\n1,3\n")  # someone re-exported the data since the run
-    assert main(["promote", run_id, "--tracking-uri", sqlite_uri]) == 1
+    assert main(["promote", run_id, "--tracking-uri", store]) == 1
     err = capsys.readouterr().err
     assert "refusing to promote, the data changed since the run" in err
     assert f"train: {data} is now blake3:" in err
-    refused = load_run(run_id, sqlite_uri)
+    refused = load_run(run_id, store)
     assert refused.tags["repro.track"] == "exploratory" and "repro.promoted_at" not in refused.tags
-    assert "repro/Dockerfile" not in _artifacts(run_id, sqlite_uri)
+    assert "repro/Dockerfile" not in _artifacts(run_id, store)
 
     data.write_text("x,y\n1,2\n")  # back to the recorded content
-    assert main(["promote", run_id, "--tracking-uri", sqlite_uri]) == 0
+    assert main(["promote", run_id, "--tracking-uri", store]) == 0
     assert "promoted" in capsys.readouterr().out
-    promoted = load_run(run_id, sqlite_uri)
+    promoted = load_run(run_id, store)
     assert promoted.tags["repro.track"] == "production"
     assert promoted.tags["repro.promoted_at"]
     assert promoted.tags["repro.manifest.digest"] == digest
     assert promoted.manifest is not None and promoted.manifest.digest == digest
     assert promoted.manifest.digest_matches() and promoted.manifest.track == "production"
-    stored = _artifacts(run_id, sqlite_uri)
+    stored = _artifacts(run_id, store)
     assert {"repro/Dockerfile", "repro/data/train/train.csv"} <= stored
     assert promoted.read_artifact("repro/data/train/train.csv") == b"x,y\n1,2\n"
 
-    assert main(["promote", run_id, "--tracking-uri", sqlite_uri, "--json"]) == 0
+    assert main(["promote", run_id, "--tracking-uri", store, "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["already_promoted"] is True and again["stored"] == []
     assert again["promoted_at"] == promoted.tags["repro.promoted_at"]
-    assert _artifacts(run_id, sqlite_uri) == stored
+    assert _artifacts(run_id, store) == stored
 
-    assert main(["check", run_id, "--tracking-uri", sqlite_uri, *ALLOW]) == 0
+    assert main(["check", run_id, "--tracking-uri", store, *ALLOW]) == 0
     assert "passes the production gate" in capsys.readouterr().out
 
 
@@ -119,7 +127,9 @@ def test_promoting_a_wandb_run_writes_into_its_run_directory(
 ) -> None:
     repo = make_repo(tmp_path / "project", script_files())
     (tmp_path / "train.csv").write_text("x\n1\n")
-    [made] = train(repo, [{"seed": 9, "data": {"train": str(tmp_path / "train.csv")}}], trackers="wandb")
+    [made] = train(
+        repo, [{"seed": 9, "data": {"train": str(tmp_path / "train.csv")}}], trackers="wandb"
+    )
     run_dir = Path(made["wandb"])
 
     assert main(["promote", str(run_dir)]) == 0
@@ -169,14 +179,20 @@ def test_bad_input_is_one_line_and_exit_2_never_a_traceback(
             "no MLflow database at",
         ),
         "bad track": (["check", hex_id, "--track", "staging"], "staging"),
-        "plain W&B run": (["show", str(plain_wandb_run)], "was the run made with wandb_repro_plugin"),
+        "plain W&B run": (
+            ["show", str(plain_wandb_run)],
+            "was the run made with wandb_repro_plugin",
+        ),
     }
     for label, (args, expected) in cases.items():
         proc = run_cli(*args, cwd=tmp_path, timeout=60)
         assert proc.returncode == 2, (label, proc.returncode, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr + proc.stdout, label
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(("mlrepro: error:", "Usage", "Error")), (label, lines)
+        assert len(lines) == 1 and lines[0].startswith(("mlrepro: error:", "Usage", "Error")), (
+            label,
+            lines,
+        )
         assert expected in lines[0], (label, lines[0])
 
 

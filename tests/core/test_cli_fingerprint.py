@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import blake3
+
 from support.procs import clean_env, run_cli, run_python
 
 

@@ -17,6 +17,12 @@ from support.git import make_repo
 from support.training_runs import script_files, train
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store per module: its schema is created once, each test makes its own runs."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
 def _edited(manifest: Manifest, edit) -> Manifest:  # type: ignore[no-untyped-def]
     doc = copy.deepcopy(manifest.to_dict())
     edit(doc)
@@ -62,29 +68,27 @@ def test_identical_records_have_no_differences() -> None:
 
 @pytest.mark.slow
 def test_two_runs_differing_only_by_seed_name_only_the_seed(
-    tmp_path: Path, sqlite_uri: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     repo = make_repo(tmp_path / "project", script_files())
-    first, second, again = train(
-        repo, [{"seed": 1}, {"seed": 2}, {"seed": 1}], tracking_uri=sqlite_uri
-    )
-    a, b, c = (load_run(made["mlflow"], sqlite_uri) for made in (first, second, again))
+    first, second, again = train(repo, [{"seed": 1}, {"seed": 2}, {"seed": 1}], tracking_uri=store)
+    a, b, c = (load_run(made["mlflow"], store) for made in (first, second, again))
 
     result = diff_runs(a, b)
     assert result.differing_groups == ["seeds"]
     assert _changed(result.groups, "seeds")["global"] == ("changed", 1, 2)
     assert diff_runs(a, c).identical
 
-    assert main(["diff", first["mlflow"], second["mlflow"], "--tracking-uri", sqlite_uri, "--json"]) == 1
+    assert main(["diff", first["mlflow"], second["mlflow"], "--tracking-uri", store, "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["differing"] == ["seeds"] and doc["identical"] is False
-    assert main(["diff", first["mlflow"], again["mlflow"], "--tracking-uri", sqlite_uri]) == 0
+    assert main(["diff", first["mlflow"], again["mlflow"], "--tracking-uri", store]) == 0
     assert "identical" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_an_mlflow_run_and_a_wandb_run_compare_with_each_other(
-    tmp_path: Path, sqlite_uri: str, wandb_offline: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, store: str, wandb_offline: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     repo = make_repo(tmp_path / "project", script_files())
     (tmp_path / "v1.csv").write_text("x\n1\n")
@@ -95,10 +99,10 @@ def test_an_mlflow_run_and_a_wandb_run_compare_with_each_other(
             {"seed": 4, "data": {"train": str(tmp_path / "v1.csv")}, "loss": 0.5},
             {"seed": 4, "data": {"train": str(tmp_path / "v2.csv")}, "loss": 0.4},
         ],
-        tracking_uri=sqlite_uri,
+        tracking_uri=store,
         trackers="mlflow,wandb",
     )
-    mlflow_run = load_run(same["mlflow"], sqlite_uri)
+    mlflow_run = load_run(same["mlflow"], store)
     wandb_run = load_run(same["wandb"])
     assert (mlflow_run.kind, wandb_run.kind) == ("mlflow", "wandb")
 
@@ -110,6 +114,6 @@ def test_an_mlflow_run_and_a_wandb_run_compare_with_each_other(
     assert changed.differing_groups == ["data"]
     assert changed.metrics[0].delta == pytest.approx(-0.1)
 
-    assert main(["diff", same["mlflow"], other["wandb"], "--tracking-uri", sqlite_uri]) == 1
+    assert main(["diff", same["mlflow"], other["wandb"], "--tracking-uri", store]) == 1
     out = capsys.readouterr().out
     assert "differ in data" in out and "train" in out and "-0.1" in out

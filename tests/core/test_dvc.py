@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.procs import run_python
 
 from repro_common import data, track_data
 from repro_common.dvc import dvc_record
+from support.procs import run_python
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from support.procs import run_python
 from torch.utils.data import (
     ConcatDataset,
     DataLoader,
@@ -28,6 +27,7 @@ from torch.utils.data import (
 
 from repro_common import capture, data, fingerprint, track_data
 from repro_common.data import collect_data, fingerprint_details
+from support.procs import run_python
 
 HEX64 = r"^blake3:[0-9a-f]{64}$"
 

@@ -12,10 +12,10 @@ import warnings
 from pathlib import Path
 
 import pytest
-from support.procs import clean_env
 
 from repro_common import data, fingerprint_cache
 from repro_common.data import fingerprint, fingerprint_details
+from support.procs import clean_env
 
 OLD = time.time() - 3600  # outside the racy window
 

@@ -22,6 +22,12 @@ ALLOW = ("mlrepro",)
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store per module: its schema is created once, each test makes its own runs."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "project", script_files())
@@ -39,16 +45,16 @@ def add_dvc_data(repo: Path) -> None:
 
 
 def test_a_clean_seeded_run_with_dvc_data_passes_the_production_gate(
-    project: Path, sqlite_uri: str
+    project: Path, store: str
 ) -> None:
     add_dvc_data(project)
     [made] = train(
         project,
         [{"seed": 7, "data": {"train": "data/train.csv"}}],
-        tracking_uri=sqlite_uri,
+        tracking_uri=store,
         env={"MLREPRO_TRACK": "production"},
     )
-    record = load_run(made["mlflow"], sqlite_uri)
+    record = load_run(made["mlflow"], store)
 
     report = check_run(record, "production", allow_packages=ALLOW)
     assert report.passed, report.summary()
@@ -56,7 +62,7 @@ def test_a_clean_seeded_run_with_dvc_data_passes_the_production_gate(
     assert report.rule("data").reason.endswith("(1 by DVC md5, 0 by snapshot)")
     assert report.rule("code").reason.startswith("clean tree at ")
     assert "mlrepro waived" in report.rule("environment").reason
-    assert require_reproducible(made["mlflow"], tracking_uri=sqlite_uri, allow_packages=ALLOW).passed
+    assert require_reproducible(made["mlflow"], tracking_uri=store, allow_packages=ALLOW).passed
 
     unwaived = check_run(record, "production")
     assert unwaived.failed == ["environment"]
@@ -64,7 +70,7 @@ def test_a_clean_seeded_run_with_dvc_data_passes_the_production_gate(
 
 
 def test_a_dirty_unseeded_run_fails_exactly_the_code_and_seeds_rules(
-    project: Path, sqlite_uri: str
+    project: Path, store: str
 ) -> None:
     # Uncommitted work: an edit to a tracked file (stored in the diff) and a new module
     # the run imports, too large for the diff to carry: the code cannot be rebuilt.
@@ -73,17 +79,17 @@ def test_a_dirty_unseeded_run_fails_exactly_the_code_and_seeds_rules(
     [made] = train(
         project,
         [{}],
-        tracking_uri=sqlite_uri,
+        tracking_uri=store,
         env={"MLREPRO_TRACK": "production", "IMPORT_HELPERS": "1"},
     )
-    record = load_run(made["mlflow"], sqlite_uri)
+    record = load_run(made["mlflow"], store)
 
     report = check_run(record, "production", allow_packages=ALLOW)
     assert report.failed == ["code", "seeds"]
     assert "helpers.py" in report.rule("code").reason
     assert report.rule("seeds").reason.startswith("no global seed recorded")
     with pytest.raises(ReproducibilityError) as raised:
-        require_reproducible(made["mlflow"], tracking_uri=sqlite_uri, allow_packages=ALLOW)
+        require_reproducible(made["mlflow"], tracking_uri=store, allow_packages=ALLOW)
     assert raised.value.failed == ["code", "seeds"]
     message = str(raised.value)
     assert "  - code: " in message and "  - seeds: no global seed" in message
@@ -109,15 +115,15 @@ def test_a_dirty_wandb_run_whose_diff_is_stored_passes_the_code_rule(
 
 
 def test_an_edited_manifest_fails_the_manifest_rule_even_with_a_new_digest(
-    project: Path, sqlite_uri: str, tmp_path: Path
+    project: Path, store: str, tmp_path: Path
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    [made] = train(project, [{"seed": 1}], tracking_uri=sqlite_uri)
+    [made] = train(project, [{"seed": 1}], tracking_uri=store)
     run_id = made["mlflow"]
-    record = load_run(run_id, sqlite_uri)
+    record = load_run(run_id, store)
     assert check_run(record, "exploratory").passed
-    client = MlflowClient(sqlite_uri)
+    client = MlflowClient(store)
     doc = json.loads(record.read_artifact("repro/manifest.json") or b"")
     edited = tmp_path / "edited" / "manifest.json"
     edited.parent.mkdir()
@@ -125,7 +131,7 @@ def test_an_edited_manifest_fails_the_manifest_rule_even_with_a_new_digest(
     doc["seeds"]["global"] = 2  # someone "fixes" the record after the fact
     edited.write_text(json.dumps(doc))
     client.log_artifact(run_id, str(edited), "repro")
-    report = check_run(load_run(run_id, sqlite_uri), "exploratory")
+    report = check_run(load_run(run_id, store), "exploratory")
     assert report.failed == ["manifest"]
     assert report.rule("manifest").reason.startswith("tampered: the content no longer matches")
 
@@ -133,7 +139,7 @@ def test_an_edited_manifest_fails_the_manifest_rule_even_with_a_new_digest(
     forged.refresh_digest()  # a careful forger recomputes the digest too
     edited.write_text(forged.to_json())
     client.log_artifact(run_id, str(edited), "repro")
-    report = check_run(load_run(run_id, sqlite_uri), "exploratory")
+    report = check_run(load_run(run_id, store), "exploratory")
     assert report.failed == ["manifest"]
     assert "differs from the run's repro.manifest.digest tag" in report.rule("manifest").reason
 
@@ -151,3 +157,27 @@ def test_a_manifest_file_is_judged_on_its_own_content(
     assert report.passed is (track == "exploratory")
     if track == "production":
         assert "code" in report.failed and "no commit recorded" in report.rule("code").reason
+
+
+def test_a_production_run_stores_its_spec_and_data_snapshot_as_it_runs(
+    project: Path, store: str, wandb_offline: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "inputs" / "train.csv"
+    data.parent.mkdir()
+    data.write_text("x,y\n1,2\n")
+    [made] = train(
+        project,
+        [{"seed": 8, "data": {"train": str(data)}}],
+        tracking_uri=store,
+        trackers="mlflow,wandb",
+        env={"MLREPRO_TRACK": "production"},
+    )
+    for ref in (made["mlflow"], made["wandb"]):
+        record = load_run(ref, store)
+        assert {"repro/Dockerfile", "repro/data/train/train.csv"} <= set(
+            record.list_artifacts("repro")
+        ), record.kind
+        assert record.read_artifact("repro/data/train/train.csv") == b"x,y\n1,2\n"
+        report = check_run(record, allow_packages=ALLOW)  # the run's own track: production
+        assert report.track == "production" and report.passed, report.summary()
+        assert report.rule("data").reason.endswith("(0 by DVC md5, 1 by snapshot)")

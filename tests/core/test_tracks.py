@@ -47,7 +47,9 @@ def _dvc_tracked(folder: Path, name: str, content: bytes) -> Path:
     path = folder / name
     path.write_bytes(content)
     md5 = hashlib.md5(content).hexdigest()
-    (folder / f"{name}.dvc").write_text(f"outs:\n- md5: {md5}\n  size: {len(content)}\n  path: {name}\n")
+    (folder / f"{name}.dvc").write_text(
+        f"outs:\n- md5: {md5}\n  size: {len(content)}\n  path: {name}\n"
+    )
     return path
 
 
@@ -67,7 +69,9 @@ def test_dockerfile_rebuilds_the_recorded_interpreter_variables_and_image(
     assert "pip install --no-cache-dir -r" in dockerfile
 
 
-def test_production_files_hold_the_spec_and_a_snapshot_that_keeps_the_digest(tmp_path: Path) -> None:
+def test_production_files_hold_the_spec_and_a_snapshot_that_keeps_the_digest(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "train.csv").write_text("x,y\n1,2\n3,4\n")
     (tmp_path / "raw" / "parts").mkdir()

@@ -54,8 +54,17 @@ def installed_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     ).stdout.strip()
     Path(purelib, "_suite_packages.pth").write_text(f"{overlay}\n")
     subprocess.run(
-        [*pip, "--python", str(python), "install", "--no-deps", "--no-index",
-         "--find-links", str(base / "wheels"), "mlrepro"],
+        [
+            *pip,
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--find-links",
+            str(base / "wheels"),
+            "mlrepro",
+        ],
         check=True,
         capture_output=True,
     )

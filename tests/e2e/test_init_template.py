@@ -43,16 +43,30 @@ def test_init_writes_a_project_ready_for_both_tracks(tmp_path: Path):
     proc = run_cli("init", "churn-model", "--wandb", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     project = tmp_path / "churn-model"
-    written = {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file() and ".git/" not in str(p)}
-    assert EXPECTED <= written
+    written = {
+        str(p.relative_to(project))
+        for p in project.rglob("*")
+        if p.is_file() and ".git/" not in str(p)
+    }
+    assert written >= EXPECTED
     assert (project / ".git").is_dir()
     train = (project / "train.py").read_text()
     for wired in ("seed_everything(", "track_data(", "mlflow.pytorch.autolog(", "ReproCallback()"):
         assert wired in train
     py_compile.compile(str(project / "train.py"), doraise=True)
     py_compile.compile(str(project / "register.py"), doraise=True)
-    pins = [ln for ln in (project / "requirements.txt").read_text().splitlines() if not ln.startswith("#")]
-    assert {ln.split("==")[0] for ln in pins} >= {"mlrepro", "mlflow", "lightning", "torch", "wandb"}
+    pins = [
+        ln
+        for ln in (project / "requirements.txt").read_text().splitlines()
+        if not ln.startswith("#")
+    ]
+    assert {ln.split("==")[0] for ln in pins} >= {
+        "mlrepro",
+        "mlflow",
+        "lightning",
+        "torch",
+        "wandb",
+    }
     assert all("==" in ln for ln in pins)
     workflow = (project / ".github/workflows/train-and-register.yml").read_text()
     gate, register = workflow.index("--track production"), workflow.index("register.py")
@@ -88,5 +102,7 @@ def test_a_new_project_trains_and_passes_its_own_gate(tmp_path: Path, installed_
     check = _make(project, "check", installed_python, env)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "production gate" in check.stdout and "FAILED" not in check.stdout
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True)
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True
+    )
     assert status.stdout == ""  # the run's own files are ignored: the tree stays clean

@@ -23,12 +23,11 @@ TRAIN = """\
 import sys
 from pathlib import Path
 
-from helpers import loss_and_grad  # a module git has never seen
-
 import mlflow
 import numpy as np
 
 import repro_common as repro
+from helpers import loss_and_grad  # a module git has never seen
 
 repro.seed_everything()  # MLREPRO_SEED when set, else drawn and recorded
 data = Path(sys.argv[1])
@@ -87,7 +86,9 @@ def original(tmp_path_factory: pytest.TempPathFactory) -> Original:
     base = tmp_path_factory.mktemp("original")
     remote = base / "remote.git"
     git(base, "init", "-q", "--bare", str(remote))
-    repo = make_repo(base / "project", {"train.py": TRAIN, "README.md": "demo\n"}, remote=str(remote))
+    repo = make_repo(
+        base / "project", {"train.py": TRAIN, "README.md": "demo\n"}, remote=str(remote)
+    )
     git(repo, "push", "-q", "origin", "main")
     # Uncommitted work: a changed learning rate and a helper module git has never seen.
     (repo / "train.py").write_text(TRAIN.replace("LR = 0.1", "LR = 0.05"))
@@ -123,7 +124,9 @@ def _report(proc) -> dict:
 
 
 @pytest.mark.slow
-def test_rerun_in_a_fresh_directory_gives_the_same_metrics_bitwise(original: Original, tmp_path: Path):
+def test_rerun_in_a_fresh_directory_gives_the_same_metrics_bitwise(
+    original: Original, tmp_path: Path
+):
     target = tmp_path / "fresh"
     proc = _reproduce(original, original.run_id, "--run", "--dir", str(target), "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -133,7 +136,13 @@ def test_rerun_in_a_fresh_directory_gives_the_same_metrics_bitwise(original: Ori
     # What the reproduction rebuilt: the commit plus the stored diff (edit and untracked helper).
     assert "LR = 0.05" in (target / "code" / "train.py").read_text()
     assert (target / "code" / "helpers.py").read_text() == HELPERS
-    for name in ("reproduce.sh", "requirements.txt", "Dockerfile", "manifest.json", "reproduce.log"):
+    for name in (
+        "reproduce.sh",
+        "requirements.txt",
+        "Dockerfile",
+        "manifest.json",
+        "reproduce.log",
+    ):
         assert (target / name).is_file(), name
 
     from mlflow.tracking import MlflowClient
@@ -145,7 +154,9 @@ def test_rerun_in_a_fresh_directory_gives_the_same_metrics_bitwise(original: Ori
     assert again.data.tags.get("repro.reproduces") == original.run_id
     assert again.info.experiment_id == first.info.experiment_id
     for metric in ("loss", "w_norm"):
-        assert again.data.metrics[metric] == first.data.metrics[metric]  # bitwise, read back by MLflow
+        assert (
+            again.data.metrics[metric] == first.data.metrics[metric]
+        )  # bitwise, read back by MLflow
     assert again.data.tags["repro.seed"] == first.data.tags["repro.seed"]
     assert again.data.tags["repro.git.commit"] == first.data.tags["repro.git.commit"]
     compared = {c["name"] for c in verdict["checks"] if c["section"] == "metric"}
@@ -172,11 +183,15 @@ def test_a_manifest_file_reruns_and_compares_inputs_only(original: Original, tmp
     assert [c["ok"] for c in verdict["checks"] if c["section"] == "input"] == [True]
 
 
-def test_without_the_checkout_the_code_comes_from_the_recorded_remote(original: Original, tmp_path: Path):
+def test_without_the_checkout_the_code_comes_from_the_recorded_remote(
+    original: Original, tmp_path: Path
+):
     moved = original.repo.with_name("project-moved")
     original.repo.rename(moved)
     try:
-        proc = _reproduce(original, str(original.record / "manifest.json"), "--dir", str(tmp_path / "r"), "--json")
+        proc = _reproduce(
+            original, str(original.record / "manifest.json"), "--dir", str(tmp_path / "r"), "--json"
+        )
     finally:
         moved.rename(original.repo)
     assert proc.returncode == 0, proc.stderr
@@ -199,7 +214,9 @@ def test_an_unreachable_remote_is_one_clear_line_and_exit_2(original: Original, 
     original.repo.rename(moved_repo)
     original.remote.rename(moved_remote)
     try:
-        proc = _reproduce(original, str(original.record / "manifest.json"), "--dir", str(tmp_path / "r"))
+        proc = _reproduce(
+            original, str(original.record / "manifest.json"), "--dir", str(tmp_path / "r")
+        )
     finally:
         moved_repo.rename(original.repo)
         moved_remote.rename(original.remote)
@@ -287,12 +304,21 @@ def test_a_wandb_offline_run_directory_reproduces(tmp_path: Path, wandb_offline:
     data = tmp_path / "wb-data.csv"
     _write_data(data, rows=32)
     proc = subprocess.run(
-        [PYTHON, "train.py", str(data)], cwd=repo, env=clean_env(), capture_output=True, text=True, timeout=300
+        [PYTHON, "train.py", str(data)],
+        cwd=repo,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_dir = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RUN_DIR=")).split("=", 1)[1]
+    run_dir = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RUN_DIR=")).split(
+        "=", 1
+    )[1]
 
-    out = run_cli("reproduce", run_dir, "--run", "--dir", str(tmp_path / "fresh"), "--json", env=clean_env())
+    out = run_cli(
+        "reproduce", run_dir, "--run", "--dir", str(tmp_path / "fresh"), "--json", env=clean_env()
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     verdict = json.loads(out.stdout)["verdict"]
     assert verdict["new_run"]["kind"] == "wandb"

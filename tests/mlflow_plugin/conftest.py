@@ -39,9 +39,9 @@ def client(module_store: str, project: Path, request: pytest.FixtureRequest) -> 
     """An MlflowClient on the module's store; fluent runs go to a fresh experiment there."""
     import mlflow
     from mlflow.tracking import MlflowClient
-    from repro_common import data
 
     from mlflow_repro_plugin import datasets, uploader
+    from repro_common import data
 
     data.clear_registry()
     datasets.install()

@@ -9,10 +9,10 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow_reads import artifact, inputs, profile
-from repro_common.manifest import Manifest
 
 import mlflow_repro_plugin as repro
 from mlflow_repro_plugin.datasets import digest_of, source_of
+from repro_common.manifest import Manifest
 
 
 def test_inputs_tracked_before_start_run_are_the_runs_datasets(client: Any, tmp_path: Path) -> None:
@@ -66,7 +66,16 @@ def test_inputs_tracked_with_no_active_run_schedule_nothing(client: Any, monkeyp
 
 
 def test_sources_use_mlflow_shapes() -> None:
-    assert source_of({"source": "s3://bucket/train.parquet"}) == ("s3", '{"uri": "s3://bucket/train.parquet"}')
-    assert source_of({"source": "https://example.com/d.csv"}) == ("http", '{"url": "https://example.com/d.csv"}')
+    assert source_of({"source": "s3://bucket/train.parquet"}) == (
+        "s3",
+        '{"uri": "s3://bucket/train.parquet"}',
+    )
+    assert source_of({"source": "https://example.com/d.csv"}) == (
+        "http",
+        '{"url": "https://example.com/d.csv"}',
+    )
     assert source_of({"source": "/data/train.csv"}) == ("local", '{"uri": "/data/train.csv"}')
-    assert source_of({"source": None, "kind": "ndarray"}) == ("code", '{"tags": {"repro.kind": "ndarray"}}')
+    assert source_of({"source": None, "kind": "ndarray"}) == (
+        "code",
+        '{"tags": {"repro.kind": "ndarray"}}',
+    )

@@ -10,16 +10,18 @@ from typing import Any
 import mlflow
 import pytest
 from mlflow_reads import artifact, repro_names
-from repro_common.manifest import Manifest
 
 import mlflow_repro_plugin as repro
 from mlflow_repro_plugin import uploader
+from repro_common.manifest import Manifest
 from support.mlflow_server import mlflow_server
 from support.procs import free_port
 
 
 def mlrepro_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "mlrepro" and r.levelname == "WARNING"]
+    return [
+        r.getMessage() for r in caplog.records if r.name == "mlrepro" and r.levelname == "WARNING"
+    ]
 
 
 def test_capture_itself_failing_still_lets_runs_start_and_finish(
@@ -46,7 +48,9 @@ def test_an_unwritable_artifact_store_is_reported_on_the_run(
 ) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the artifact root should be\n")
-    experiment = client.create_experiment("unwritable", artifact_location=str(blocker / "artifacts"))
+    experiment = client.create_experiment(
+        "unwritable", artifact_location=str(blocker / "artifacts")
+    )
     with caplog.at_level("WARNING", logger="mlrepro"):
         for _ in range(2):
             with mlflow.start_run(experiment_id=experiment) as run:
@@ -56,7 +60,9 @@ def test_an_unwritable_artifact_store_is_reported_on_the_run(
     assert finished.info.status == "FINISHED" and finished.data.params == {"lr": "0.1"}
     errors = finished.data.tags["repro.capture.errors"]
     assert errors.startswith("artifacts: repro/ upload failed (NotADirectoryError")
-    assert finished.data.tags["repro.manifest.digest"], "the tags do not depend on the artifact store"
+    assert finished.data.tags["repro.manifest.digest"], (
+        "the tags do not depend on the artifact store"
+    )
     warnings = mlrepro_warnings(caplog)
     assert len(warnings) == 1 and "could not upload repro/" in warnings[0], warnings
 
@@ -80,7 +86,9 @@ def test_failing_artifact_rendering_still_uploads_the_manifest(
     assert raw is not None and Manifest.from_json(raw).digest == tags["repro.manifest.digest"]
 
 
-def test_a_broken_git_checkout_does_not_stop_the_run(client: Any, project: Path, tmp_path: Path) -> None:
+def test_a_broken_git_checkout_does_not_stop_the_run(
+    client: Any, project: Path, tmp_path: Path
+) -> None:
     (project / ".git" / "HEAD").write_text("this is not a ref\n")
     with mlflow.start_run() as run:
         mlflow.log_metric("loss", 0.5)
@@ -92,7 +100,9 @@ def test_a_broken_git_checkout_does_not_stop_the_run(client: Any, project: Path,
     assert raw is not None
     manifest = Manifest.from_json(raw)
     assert manifest.code.get("commit") is None
-    said_why = finished.data.tags.get("repro.capture.errors", "") + str(manifest.code.get("reason") or "")
+    said_why = finished.data.tags.get("repro.capture.errors", "") + str(
+        manifest.code.get("reason") or ""
+    )
     assert said_why, "a broken checkout must be explained in the tag or the record"
 
 
@@ -108,7 +118,9 @@ def test_tracking_server_down_then_back_upload_gives_up_in_time_or_retries_throu
 
     datasets.install()
     uploader._warned.clear()
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # only our retry loop bridges the gap
+    monkeypatch.setenv(
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"
+    )  # only our retry loop bridges the gap
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     release = threading.Event()
     real_find = uploader.find_runs
@@ -138,7 +150,10 @@ def test_tracking_server_down_then_back_upload_gives_up_in_time_or_retries_throu
                 reader = MlflowClient(url)
                 tags_a = reader.get_run(run_a.info.run_id).data.tags
                 tags_b = reader.get_run(run_b.info.run_id).data.tags
-                assert repro_names(reader, run_b.info.run_id) == {"manifest.json", "requirements.txt"}
+                assert repro_names(reader, run_b.info.run_id) == {
+                    "manifest.json",
+                    "requirements.txt",
+                }
                 assert repro_names(reader, run_a.info.run_id) == set()
     finally:
         mlflow.set_tracking_uri(None)

@@ -20,7 +20,9 @@ print("PROVIDERS", sum(isinstance(p, ReproRunContextProvider) for p in registry)
 
 
 def test_import_mlflow_loads_the_provider_once_without_warnings(tmp_path: Path) -> None:
-    proc = run_python("import warnings; warnings.simplefilter('always')\n" + COUNT_PROVIDERS, cwd=tmp_path)
+    proc = run_python(
+        "import warnings; warnings.simplefilter('always')\n" + COUNT_PROVIDERS, cwd=tmp_path
+    )
     assert "PROVIDERS 1" in proc.stdout
     assert "Failure attempting to register" not in proc.stderr, proc.stderr
 
@@ -73,13 +75,17 @@ for name, run_id in ids.items():
 
 
 def _runs(stdout: str) -> dict[str, str]:
-    return {line.split()[1]: line.split()[2] for line in stdout.splitlines() if line.startswith("RUN ")}
+    return {
+        line.split()[1]: line.split()[2] for line in stdout.splitlines() if line.startswith("RUN ")
+    }
 
 
-def test_every_run_of_a_script_has_its_artifacts_once_the_process_has_exited(tmp_path: Path) -> None:
+def test_every_run_of_a_script_has_its_artifacts_once_the_process_has_exited(
+    tmp_path: Path,
+) -> None:
     project = make_repo(tmp_path / "project", {"train.py": SCRIPT})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = run_python(f"exec(open('train.py').read())", cwd=project, env=fresh_env(uri))
+    proc = run_python("exec(open('train.py').read())", cwd=project, env=fresh_env(uri))
     runs = _runs(proc.stdout)
     assert set(runs) == {"parent", "child", "thread", "open"}, proc.stdout + proc.stderr
 
@@ -112,7 +118,9 @@ print("RUN", run.info.run_id, flush=True)
 def test_exit_waits_for_uploads_at_most_the_upload_timeout(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     started = time.monotonic()
-    proc = run_python(HANGING_UPLOAD, cwd=tmp_path, env=fresh_env(uri, MLREPRO_UPLOAD_TIMEOUT="2"), timeout=240)
+    proc = run_python(
+        HANGING_UPLOAD, cwd=tmp_path, env=fresh_env(uri, MLREPRO_UPLOAD_TIMEOUT="2"), timeout=240
+    )
     elapsed = time.monotonic() - started
     run_id = proc.stdout.split("RUN ", 1)[1].split()[0]
     assert "still had repro/ artifacts to upload after 2s" in proc.stderr, proc.stderr

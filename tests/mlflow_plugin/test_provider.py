@@ -6,7 +6,6 @@ from typing import Any
 
 import mlflow
 import pytest
-from repro_common.manifest import Manifest
 
 import mlflow_repro_plugin as repro
 from mlflow_repro_plugin import uploader
@@ -18,6 +17,7 @@ from mlflow_repro_plugin.provider import (
     manifest_tags,
     tag_key,
 )
+from repro_common.manifest import Manifest
 
 
 @pytest.fixture
@@ -65,7 +65,9 @@ def test_traces_datasets_and_logged_models_get_no_tags_and_trigger_no_upload(
     assert not [k for k in mlflow.get_logged_model(model.model_id).tags if k.startswith("repro.")]
     trace = mlflow.get_trace(mlflow.get_last_active_trace_id(), flush=True)
     assert trace is not None
-    assert not [k for k in {**trace.info.tags, **trace.info.trace_metadata} if k.startswith("repro.")]
+    assert not [
+        k for k in {**trace.info.tags, **trace.info.trace_metadata} if k.startswith("repro.")
+    ]
     assert client.get_run(run.info.run_id).data.tags["repro.capture.id"] == scheduled[0].capture_id
 
 
@@ -100,13 +102,18 @@ def test_data_tags_are_valid_mlflow_keys_and_values() -> None:
     assert len(key) == MAX_TAG_KEY and key == tag_key("repro.data." + name)
     assert all(c.isascii() and (c.isalnum() or c in "_-. /") for c in key)
     assert tags[key] == "blake3:" + "ab" * 32
-    assert "repro.git.commit" not in tags and "repro.git.dirty" not in tags and "repro.seed" not in tags
+    assert (
+        "repro.git.commit" not in tags
+        and "repro.git.dirty" not in tags
+        and "repro.seed" not in tags
+    )
 
 
 def test_a_collector_error_longer_than_a_tag_is_whole_in_the_manifest(
     client: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from mlflow_reads import artifact
+
     from repro_common import code
 
     def broken_code(errors: list[dict[str, Any]]) -> dict[str, Any]:
@@ -124,7 +131,9 @@ def test_a_collector_error_longer_than_a_tag_is_whole_in_the_manifest(
         assert tags["repro.capture.errors"].startswith("code: RuntimeError: git exploded")
         assert len(tags["repro.capture.errors"]) <= MAX_TAG_VALUE
         assert "repro.git.commit" not in tags
-    manifest = Manifest.from_json(artifact(client, first.info.run_id, "repro/manifest.json", tmp_path) or b"")
+    manifest = Manifest.from_json(
+        artifact(client, first.info.run_id, "repro/manifest.json", tmp_path) or b""
+    )
     [entry] = [e for e in manifest.errors if e["collector"] == "code"]
     assert len(entry["error"]) > MAX_TAG_VALUE, "the manifest keeps the whole message"
     warnings = [r for r in caplog.records if r.name == "mlrepro" and "code" in r.getMessage()]

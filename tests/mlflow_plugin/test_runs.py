@@ -10,10 +10,10 @@ from typing import Any
 import mlflow
 import pytest
 from mlflow_reads import artifact, repro_names
-from repro_common.manifest import Manifest
 
 import mlflow_repro_plugin as repro
 from mlflow_repro_plugin import uploader
+from repro_common.manifest import Manifest
 from support.git import git
 
 DESIGN_TAGS = {
@@ -44,7 +44,7 @@ def test_a_plain_start_run_gets_the_design_tags_and_the_repro_artifacts(
 
     finished = client.get_run(run.info.run_id)
     tags = finished.data.tags
-    assert DESIGN_TAGS <= set(tags), sorted(tags)
+    assert set(tags) >= DESIGN_TAGS, sorted(tags)
     manifest = manifest_of(client, run.info.run_id, tmp_path)
     manifest.validate()
     assert manifest.digest_matches()
@@ -59,11 +59,18 @@ def test_a_plain_start_run_gets_the_design_tags_and_the_repro_artifacts(
     assert "repro.capture.errors" not in tags, tags["repro.capture.errors"]
     assert "repro.reproduces" not in tags
 
-    assert repro_names(client, run.info.run_id) == {"manifest.json", "requirements.txt", "code.diff"}
+    assert repro_names(client, run.info.run_id) == {
+        "manifest.json",
+        "requirements.txt",
+        "code.diff",
+    }
     diff = artifact(client, run.info.run_id, "repro/code.diff", tmp_path / "d")
     assert diff is not None and b"train, edited" in diff
     requirements = artifact(client, run.info.run_id, "repro/requirements.txt", tmp_path / "r")
-    assert requirements is not None and f"mlflow=={mlflow.__version__}".encode() in requirements.lower()
+    assert (
+        requirements is not None
+        and f"mlflow=={mlflow.__version__}".encode() in requirements.lower()
+    )
     assert finished.info.status == "FINISHED"
     assert finished.data.metrics == {"loss": 0.25}
 
@@ -80,9 +87,8 @@ def test_nested_and_successive_runs_each_get_their_own_record(client: Any) -> No
     with mlflow.start_run() as parent:
         with mlflow.start_run(nested=True) as child_a:
             pass
-        with mlflow.start_run(nested=True) as child_b:
-            with mlflow.start_run(nested=True) as grandchild:
-                pass
+        with mlflow.start_run(nested=True) as child_b, mlflow.start_run(nested=True) as grandchild:
+            pass
     with mlflow.start_run() as later:
         pass
     assert repro.flush(60)
@@ -95,7 +101,10 @@ def test_nested_and_successive_runs_each_get_their_own_record(client: Any) -> No
         ids.add(tags["repro.capture.id"])
         assert repro_names(client, run.info.run_id) >= {"manifest.json", "requirements.txt"}
     assert len(ids) == len(runs), "each run must have its own capture id"
-    assert client.get_run(grandchild.info.run_id).data.tags["mlflow.parentRunId"] == child_b.info.run_id
+    assert (
+        client.get_run(grandchild.info.run_id).data.tags["mlflow.parentRunId"]
+        == child_b.info.run_id
+    )
 
 
 def test_runs_started_from_threads_get_their_records(client: Any) -> None:
@@ -154,7 +163,9 @@ def test_the_pending_note_is_written_at_creation_and_cleared_by_the_upload(
     assert "repro.capture.errors" not in client.get_run(run.info.run_id).data.tags
 
 
-def test_mlrepro_track_and_reproduces_are_tagged(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mlrepro_track_and_reproduces_are_tagged(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLREPRO_TRACK", "production")
     monkeypatch.setenv("MLREPRO_REPRODUCES", "0123456789abcdef0123456789abcdef")
     with mlflow.start_run() as run:
@@ -169,9 +180,8 @@ def test_mlrepro_disable_makes_the_provider_do_nothing(
     client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import repro_common
-    from repro_common.capture import _static_parts  # noqa: F401  (module loaded)
-
     from mlflow_repro_plugin.provider import ReproRunContextProvider
+    from repro_common.capture import _static_parts  # noqa: F401  (module loaded)
 
     monkeypatch.setenv("MLREPRO_DISABLE", "1")
     scheduled: list[Any] = []
@@ -186,4 +196,6 @@ def test_mlrepro_disable_makes_the_provider_do_nothing(
     assert scheduled == []
     import sys
 
-    assert sys.modules["repro_common.capture"]._prefetch_thread is None, "disabled must not prefetch"
+    assert sys.modules["repro_common.capture"]._prefetch_thread is None, (
+        "disabled must not prefetch"
+    )

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow_reads import artifact, fresh_env, inputs, repro_names
-from repro_common.manifest import Manifest
 
+from repro_common.manifest import Manifest
 from support.git import git, make_repo
 from support.procs import run_python
 
@@ -31,9 +31,7 @@ print("RUN", run.info.run_id)
 def test_a_script_tracked_on_a_server_has_tags_artifacts_and_datasets(
     mlflow_server_uri: str, tmp_path: Path
 ) -> None:
-    project = make_repo(
-        tmp_path / "project", {"train.py": SCRIPT, "data/train.csv": "x,y\n1,2\n"}
-    )
+    project = make_repo(tmp_path / "project", {"train.py": SCRIPT, "data/train.csv": "x,y\n1,2\n"})
     (project / "notes.txt").write_text("untracked\n")
     git(project, "rm", "-q", "--cached", "data/train.csv")  # data not in git: a staged deletion
     proc = run_python(

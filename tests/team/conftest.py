@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.git import make_repo
 from support.mlflow_server import mlflow_server
 from support.postgres import missing_reason, postgres_cluster

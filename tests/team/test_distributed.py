@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.procs import free_port
 
 pytestmark = [pytest.mark.team, pytest.mark.slow]

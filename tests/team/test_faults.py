@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.procs import free_port, run_cli
 
 pytestmark = [pytest.mark.team, pytest.mark.slow]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.git import make_repo
 
 pytestmark = [pytest.mark.team, pytest.mark.slow]

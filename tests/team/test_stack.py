@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from support.git import git, make_repo
 from support.procs import run_cli
 
@@ -125,3 +126,25 @@ def test_diff_and_show_read_runs_from_the_team_server(
     shown = _mlrepro(team_stack, "show", first)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert git(trained["repo"], "rev-parse", "HEAD")[:7] in shown.stdout
+
+
+def test_reproduce_rebuilds_a_run_from_the_team_server_and_gets_its_numbers_back(
+    team_stack: Any, trained: dict[str, Any], tmp_path: Any
+) -> None:
+    original = trained["runs"][0]
+    rebuilt = tmp_path / "rebuilt"
+    proc = _mlrepro(
+        team_stack, "reproduce", original.info.run_id, "--run", "--dir", str(rebuilt), "--json"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    assert json.loads(proc.stdout)["verdict"]["reproduced"] is True
+    # The rerun is a new run on the same server, linked to the original, with the same numbers.
+    again = [
+        run
+        for run in team_stack.runs(EXPERIMENT)
+        if run.data.tags.get("repro.reproduces") == original.info.run_id
+    ]
+    assert len(again) == 1
+    assert again[0].data.metrics["loss"] == original.data.metrics["loss"]
+    assert again[0].data.tags["repro.seed"] == original.data.tags["repro.seed"]
+    assert "tuned by hand" in (rebuilt / "code" / "train.py").read_text()

@@ -148,6 +148,8 @@ def reproduce_command(
                 report["not_pinned"] = [{"package": p, "reason": r} for p, r in result.not_pinned]
                 report["installed_from_checkout"] = result.installed_from_checkout
                 warnings += [f"not pinned: {p} ({r})" for p, r in result.not_pinned]
+                if (mismatch := rp.python_mismatch(ws.manifest)) is not None:
+                    warnings.append(mismatch)
             else:
                 warnings += [f"package mismatch: {m}" for m in rp.package_mismatches(ws.manifest)]
         except rp.ReproduceError as exc:
@@ -181,7 +183,6 @@ def reproduce_command(
         click.echo(json.dumps(report, indent=2))
     else:
         _print_verdict(record.ref, verdict)
-    # SystemExit, not click's Exit: click returns (not raises) Exit codes in non-standalone mode.
     sys.exit(EXIT_OK if verdict.reproduced else EXIT_FAIL)
 
 
