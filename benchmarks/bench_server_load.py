@@ -112,7 +112,7 @@ def main() -> None:
             work / "project", {"worker.py": WORKER, ".gitignore": "shard-*\nready-*\ngo.flag\n"}
         )
         with postgres_cluster() as db_uri, moto_s3(work / "s3") as s3:
-            server_env = {**s3.env, "AWS_MAX_ATTEMPTS": "2"}
+            server_env = {**s3.env, "AWS_MAX_ATTEMPTS": "2", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
             with mlflow_server(
                 work / "server",
                 backend_uri=db_uri,

@@ -49,6 +49,8 @@ def write_dataset(path: Path, rows: int = 512, seed: int = 1234) -> None:
 
 def train(epochs: int, seed: int) -> None:
     """The tracked run. Nothing here asks for the record: installing mlrepro[mlflow] is enough."""
+    os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    os.environ.setdefault("WANDB_MODE", "offline")  # the quickstart needs no W&B account
     import lightning as L
     import mlflow
     import mlflow.pytorch
@@ -183,6 +185,8 @@ def main() -> None:
         ok_codes=(0, 1),
     )
     uri = os.environ["MLFLOW_TRACKING_URI"]
+    if uri == f"sqlite:///{store}":
+        uri = "sqlite:///mlflow.db"  # as typed from this directory
     print(
         f"\nDone in {time.perf_counter() - started:.0f}s. See the enriched run (repro.* tags, "
         f"repro/ artifacts, the dataset) in the MLflow UI:\n"

@@ -58,6 +58,7 @@ class RunSite:
     client: Any
     tracking_uri: str | None
     experiment_id: str | None
+    frame: Any = None
 
 
 def run_creation_site() -> RunSite | None:
@@ -73,8 +74,8 @@ def run_creation_site() -> RunSite | None:
     hops, needs no version table, and fails safe: an unknown caller gets no tags and
     no upload rather than an upload that would wait for a run that never comes.
     The same frame names the client that creates the run (its tracking URI may differ
-    from the global one, as in Lightning) and usually the experiment, which lets the
-    uploader find the run with one query.
+    from the global one, as in Lightning) and the experiment; once `create_run` has
+    returned, it also holds the new Run, which spares the uploader a search.
     """
     getframe = getattr(sys, "_getframe", None)
     if getframe is None:  # pragma: no cover - not CPython/PyPy: assume a run, use the globals
@@ -94,7 +95,9 @@ def run_creation_site() -> RunSite | None:
     caller = frame.f_back if frame is not None else None
     if caller is None or "create_run" not in caller.f_code.co_names:
         return None
-    return _site_from(caller.f_locals)
+    site = _site_from(caller.f_locals)
+    site.frame = caller
+    return site
 
 
 def _site_from(local_vars: dict[str, Any]) -> RunSite:
@@ -225,6 +228,7 @@ def run_tags(site: RunSite) -> dict[str, str]:
             client=site.client,
             tracking_uri=site.tracking_uri,
             experiment_id=site.experiment_id,
+            frame=site.frame,
         )
     )
     return tags

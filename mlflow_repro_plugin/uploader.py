@@ -96,11 +96,13 @@ class UploadJob:
     client: Any = None
     tracking_uri: str | None = None
     experiment_id: str | None = None
+    frame: Any = None
     run_id: str | None = None
     refresh_items: list[dict[str, Any]] | None = None
     track: str | None = None
     deadline: float = 0.0
     run_ids: list[str] = field(default_factory=list)
+    frame_looks: int = 0
 
 
 def _is_permanent(exc: BaseException) -> bool:
@@ -267,12 +269,46 @@ def _experiment_chunks(client: Any) -> list[list[str]]:
     return [ids[i : i + EXPERIMENT_CHUNK] for i in range(0, len(ids), EXPERIMENT_CHUNK)]
 
 
-def find_runs(client: Any, capture_id: str, experiment_id: str | None = None) -> list[str]:
-    """Ids of the runs tagged with `capture_id`: the hinted experiment first, then all of them."""
+FRAME_LOOKS = 3  # backoff steps (50 + 100 + 200 ms) spent on the frame before searching
+
+
+def run_in_frame(frame: Any, capture_id: str) -> str | None:
+    """The id of a Run object, tagged with our capture id, among the creating frame's locals.
+
+    `mlflow.start_run` keeps what `create_run` returned in a local (`active_run_obj`),
+    as does Lightning's `MLFlowLogger.experiment` (`run`); the frame object outlives the
+    call because the job holds it. Matching on the tag, not on a variable name, makes
+    this version-proof: no match just means the search below does the work.
+    """
+    if frame is None:
+        return None
+    from mlflow.entities import Run
+
+    from mlflow_repro_plugin.provider import CAPTURE_ID_TAG
+
+    for value in list(frame.f_locals.values()):
+        if isinstance(value, Run) and value.data.tags.get(CAPTURE_ID_TAG) == capture_id:
+            return str(value.info.run_id)
+    return None
+
+
+def find_runs(client: Any, job: UploadJob) -> list[str]:
+    """Ids of the runs tagged with the job's capture id.
+
+    First the creating frame (no query), then a tag search: in the experiment the run
+    was created in, then across all experiments.
+    """
     from mlflow.entities import ViewType
 
     from mlflow_repro_plugin.provider import CAPTURE_ID_TAG
 
+    run_id = run_in_frame(job.frame, job.capture_id)
+    if run_id:
+        return [run_id]
+    if job.frame is not None and job.frame_looks < FRAME_LOOKS:
+        job.frame_looks += 1
+        raise RunNotVisible("create_run has not returned yet")
+    capture_id, experiment_id = job.capture_id, job.experiment_id
     query = f"tags.`{CAPTURE_ID_TAG}` = '{capture_id}'"
 
     def search(ids: list[str]) -> list[str]:
@@ -321,9 +357,7 @@ def process(job: UploadJob) -> None:
     if job.manifest is None:
         return
     try:
-        job.run_ids = retry(
-            lambda: find_runs(client, job.capture_id, job.experiment_id), job.deadline
-        )
+        job.run_ids = retry(lambda: find_runs(client, job), job.deadline)
     except Exception as exc:
         from repro_common.isolation import error_entry
 

@@ -174,6 +174,7 @@ def copy_to_run_dir(run: Any, files: Mapping[str, bytes]) -> None:
     target = Path(run.dir) / ARTIFACT_DIR
     target.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)  # data/<name>/... snapshots
         (target / name).write_bytes(content)
 
 

@@ -11,6 +11,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from repro_common.capture import prefetch
 from wandb_repro_plugin.core import active_run, check_track, record_run, require_host, warn
 
 EXTRA = "keras"
@@ -33,6 +34,7 @@ class ReproCallback:
         self.data = dict(data or {})
         self.track = check_track(track)
         self._recorded_run: Any = None
+        prefetch()  # environment and code are read while the model is being built
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ReproCallback, (self.data, self.track))

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from repro_common.capture import prefetch
 from repro_common.isolation import guarded
 from wandb_repro_plugin.core import active_run, check_track, record_run, require_host, warn
 
@@ -37,6 +38,7 @@ class ReproCallback:
         self.track = check_track(track)
         self.data = dict(data or {})
         self._recorded_run: Any = None
+        prefetch()  # environment and code are read while the model is being built
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ReproCallback, (self.track, self.data))

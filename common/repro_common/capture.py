@@ -82,7 +82,7 @@ def reset_cache() -> None:
 
 def capture(track: str | None = None) -> Manifest:
     """The reproducibility record for this process. Never raises for a failing collector."""
-    from repro_common import code, data, seeds
+    from repro_common import code, data, environment, seeds
 
     started = time.perf_counter()
     env, src, static_errors = _static_parts()
@@ -92,6 +92,12 @@ def capture(track: str | None = None) -> Manifest:
     no_inputs: list[dict[str, Any]] = []
     seed_record = guarded("seeds", lambda: seeds.collect_seeds(errors), no_seeds, errors)
     inputs = guarded("data", lambda: data.collect_data(errors), no_inputs, errors)
+    env_section = _copy(env)
+    if env_section:
+        # seed_everything(deterministic=True) sets some of these at run time: read them now.
+        env_section["variables"] = guarded(
+            "environment.variables", environment.collect_variables, {}, errors
+        )
     code_section = _copy(src)
     # Modules imported since the cached code record (e.g. an untracked utils.py).
     guarded("code.sources", lambda: code.refresh_sources(code_section, errors), None, errors)
@@ -104,7 +110,7 @@ def capture(track: str | None = None) -> Manifest:
         "errors": errors,
     }
     manifest = Manifest(
-        environment=_copy(env),
+        environment=env_section,
         code=code_section,
         seeds=seed_record,
         data=inputs,

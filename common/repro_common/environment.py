@@ -55,9 +55,7 @@ ENV_ALLOWLIST: tuple[str, ...] = (
     "JAX_ENABLE_X64",
     "JAX_DEFAULT_MATMUL_PRECISION",
     "XLA_FLAGS",
-    "PL_GLOBAL_SEED",
-    "PL_SEED_WORKERS",
-)
+)  # PL_GLOBAL_SEED and friends are seeds: the seeds section records them.
 
 IMAGE_VARIABLE = "MLREPRO_IMAGE"
 NVIDIA_SMI_TIMEOUT_S = 2.0

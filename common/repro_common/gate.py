@@ -23,6 +23,7 @@ RULES = ("manifest", "code", "environment", "seeds", "data")
 DIGEST_TAG = "repro.manifest.digest"
 FINGERPRINT = re.compile(r"^blake3:[0-9a-f]{64}$")
 REINSTALLABLE_SOURCES = ("index", "vcs")
+KNOWN_FILES = ("manifest.json", "requirements.txt", "code.diff", "Dockerfile")
 
 
 @dataclass
@@ -88,15 +89,19 @@ class GateReport:
 def stored_artifacts(record: RunRecord) -> set[str]:
     """The run's stored files under `repro/`, as `repro/...` paths, whatever the source."""
     if record.kind == "manifest" and record.location:
+        # The files a downloaded repro/ folder holds next to manifest.json; never a wider walk.
         folder = Path(record.location).parent
-        return {
-            "repro/" + p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
-        }
-    try:
-        names = record.list_artifacts("repro")
-    except Exception:
-        return set()
-    return {name for name in names if name.startswith("repro/")}
+        names = {f"repro/{n}" for n in KNOWN_FILES if (folder / n).is_file()}
+        snapshots = folder / "data"
+        if snapshots.is_dir():
+            names |= {
+                "repro/" + p.relative_to(folder).as_posix()
+                for p in snapshots.rglob("*")
+                if p.is_file()
+            }
+        return names
+    # A listing that fails raises: "no Dockerfile" would be a false verdict on a store hiccup.
+    return {name for name in record.list_artifacts("repro") if name.startswith("repro/")}
 
 
 def manifest_rule(record: RunRecord) -> RuleResult:
@@ -272,7 +277,7 @@ def seeds_rule(manifest: Manifest) -> RuleResult:
     )
 
 
-def _snapshot_stored(item: dict[str, Any], artifacts: set[str]) -> bool:
+def snapshot_stored(item: dict[str, Any], artifacts: set[str]) -> bool:
     from repro_common.tracks import snapshot_prefix
 
     prefix = f"repro/{snapshot_prefix(str(item.get('name')))}/"
@@ -305,7 +310,7 @@ def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
                 by_copy += 1
             else:
                 details.append(plan.reason)
-        elif _snapshot_stored(item, artifacts):
+        elif snapshot_stored(item, artifacts):
             by_copy += 1
         else:
             details.append(f"{name!r} has no DVC reference and no snapshot in repro/data/")

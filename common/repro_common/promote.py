@@ -73,7 +73,7 @@ def _upload(backend: RunBackend, folder: Path, name: str, content: bytes, dest: 
 def promote(record: RunRecord) -> PromotionResult:
     """Promote `record` to the production track; raise PromotionError listing why not."""
     from repro_common import environment
-    from repro_common.gate import _snapshot_stored, check_run, manifest_rule, stored_artifacts
+    from repro_common.gate import check_run, manifest_rule, snapshot_stored, stored_artifacts
     from repro_common.spec import render_dockerfile
     from repro_common.tracks import (
         PRODUCTION,
@@ -101,7 +101,7 @@ def promote(record: RunRecord) -> PromotionResult:
     for plan in plans:
         if plan.status == "missing":
             problems.append(f"{plan.name}: {plan.path} no longer exists")
-        elif plan.status == "snapshot" and not _snapshot_stored(plan.item, stored):
+        elif plan.status == "snapshot" and not snapshot_stored(plan.item, stored):
             mismatch = local_mismatch(plan)
             if mismatch:
                 problems.append(mismatch)

@@ -223,6 +223,22 @@ def verify_uploaded_snapshot(backend: RunBackend, plan: SnapshotPlan) -> str | N
     return None
 
 
+def verify_snapshots(backend: RunBackend, manifest: Manifest) -> list[str]:
+    """After an upload: fingerprint every stored snapshot of `manifest` again; the problems found.
+
+    For adapters on the production track (e.g. with
+    `mlflow_repro_plugin.source.MlflowRunBackend(client, run_id)`), and promotion.
+    """
+    problems = []
+    for item in manifest.data:
+        plan = plan_snapshot(item, manifest)
+        if plan.status == "snapshot":
+            problem = verify_uploaded_snapshot(backend, plan)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
 def production_requirements(manifest: Manifest) -> list[str]:
     """Requirements of the production track this record will not meet, one line each.
 

@@ -13,13 +13,13 @@ from repro_common import capture
 from repro_common.gate import RULES, check_run
 from repro_common.manifest import Manifest
 from repro_common.runs import load_run
+from repro_common.tracks import verify_snapshots
 from support.git import commit_all, make_repo
 from support.training_runs import script_files, train
 
 # The test venv installs this checkout editable (not reinstallable elsewhere);
 # users install mlrepro from an index. The waiver is named in the rule's reason.
 ALLOW = ("mlrepro",)
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,7 @@ def add_dvc_data(repo: Path) -> None:
     commit_all(repo, "data under DVC")
 
 
+@pytest.mark.slow
 def test_a_clean_seeded_run_with_dvc_data_passes_the_production_gate(
     project: Path, store: str
 ) -> None:
@@ -69,6 +70,7 @@ def test_a_clean_seeded_run_with_dvc_data_passes_the_production_gate(
     assert "cannot be reinstalled from their record: mlrepro" in unwaived.rule("environment").reason
 
 
+@pytest.mark.slow
 def test_a_dirty_unseeded_run_fails_exactly_the_code_and_seeds_rules(
     project: Path, store: str
 ) -> None:
@@ -99,6 +101,7 @@ def test_a_dirty_unseeded_run_fails_exactly_the_code_and_seeds_rules(
     assert exploratory.passed and exploratory.advice == ["code", "environment", "seeds"]
 
 
+@pytest.mark.slow
 def test_a_dirty_wandb_run_whose_diff_is_stored_passes_the_code_rule(
     project: Path, wandb_offline: Path
 ) -> None:
@@ -114,6 +117,7 @@ def test_a_dirty_wandb_run_whose_diff_is_stored_passes_the_code_rule(
     assert record.tags["repro.manifest.digest"] == record.manifest.digest
 
 
+@pytest.mark.slow
 def test_an_edited_manifest_fails_the_manifest_rule_even_with_a_new_digest(
     project: Path, store: str, tmp_path: Path
 ) -> None:
@@ -159,6 +163,7 @@ def test_a_manifest_file_is_judged_on_its_own_content(
         assert "code" in report.failed and "no commit recorded" in report.rule("code").reason
 
 
+@pytest.mark.slow
 def test_a_production_run_stores_its_spec_and_data_snapshot_as_it_runs(
     project: Path, store: str, wandb_offline: Path, tmp_path: Path
 ) -> None:
@@ -178,6 +183,8 @@ def test_a_production_run_stores_its_spec_and_data_snapshot_as_it_runs(
             record.list_artifacts("repro")
         ), record.kind
         assert record.read_artifact("repro/data/train/train.csv") == b"x,y\n1,2\n"
+        assert record.backend is not None and record.manifest is not None
+        assert verify_snapshots(record.backend, record.manifest) == []
         report = check_run(record, allow_packages=ALLOW)  # the run's own track: production
         assert report.track == "production" and report.passed, report.summary()
         assert report.rule("data").reason.endswith("(0 by DVC md5, 1 by snapshot)")

@@ -91,7 +91,15 @@ def test_init_refuses_a_folder_in_use_and_a_bad_name(tmp_path: Path):
 
 @pytest.mark.slow
 def test_a_new_project_trains_and_passes_its_own_gate(tmp_path: Path, installed_python: str):
-    assert run_cli("init", "demo", cwd=tmp_path).returncode == 0
+    # made by the installed wheel: the templates ship as package data
+    made = subprocess.run(
+        [installed_python, "-m", "repro_common", "init", "demo"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
     project = tmp_path / "demo"
     commit_all(project, "Start demo")
     env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}")

@@ -21,6 +21,7 @@ from support.procs import PYTHON, clean_env, run_cli
 
 TRAIN = """\
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -37,6 +38,7 @@ x, y = table[:, :-1], table[:, -1]
 w = np.random.default_rng(repro.derive_seed("init")).normal(size=x.shape[1])
 y = y + np.random.normal(scale=1e-3, size=len(y))  # numpy's global RNG, seeded above
 LR = 0.1
+started = time.perf_counter()
 with mlflow.start_run() as run:
     mlflow.log_param("lr", LR)
     for step in range(25):
@@ -44,7 +46,7 @@ with mlflow.start_run() as run:
         w = w - LR * grad
         mlflow.log_metric("loss", loss, step=step)
     mlflow.log_metric("w_norm", float(np.linalg.norm(w)))
-    mlflow.log_metric("epoch_time_s", float(np.random.random()))  # a clock metric: left out
+    mlflow.log_metric("epoch_time_s", time.perf_counter() - started)  # a clock: left out
 print("RUN_ID=" + run.info.run_id)
 """
 
@@ -165,22 +167,47 @@ def test_rerun_in_a_fresh_directory_gives_the_same_metrics_bitwise(
 
 
 @pytest.mark.slow
-def test_a_manifest_file_reruns_and_compares_inputs_only(original: Original, tmp_path: Path):
+def test_a_manifest_file_reruns_in_a_venv_and_compares_inputs_only(
+    original: Original, tmp_path: Path
+):
+    target = tmp_path / "from-file"
     proc = _reproduce(
         original,
         str(original.record / "manifest.json"),
         "--run",
+        "--venv",
+        "--system-site-packages",
         "--tracking-uri",
         original.uri,
         "--dir",
-        str(tmp_path / "from-file"),
+        str(target),
         "--json",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    verdict = _report(proc)["verdict"]
+    report = _report(proc)
+    verdict = report["verdict"]
     assert "no metrics" in verdict["reason"]
     assert not [c for c in verdict["checks"] if c["section"] == "metric"]
     assert [c["ok"] for c in verdict["checks"] if c["section"] == "input"] == [True]
+    assert report["not_pinned"] == []  # every recorded package has a pin (mlrepro: from here)
+
+    from repro_common.runs import load_run
+
+    new = load_run(verdict["new_run"]["run_id"], original.uri)
+    assert (
+        new.tags["repro.reproduces"]
+        == json.loads((original.record / "manifest.json").read_text())["digest"]
+    )
+    ran_with = Path(new.manifest.environment["python"]["executable"])
+    assert ran_with.parent.parent == target / ".venv"  # the rerun used the new venv
+    first = _metrics(original)
+    assert (new.metrics["loss"], new.metrics["w_norm"]) == (first["loss"], first["w_norm"])
+
+
+def _metrics(original: Original) -> dict[str, float]:
+    from mlflow.tracking import MlflowClient
+
+    return dict(MlflowClient(original.uri).get_run(original.run_id).data.metrics)
 
 
 def test_without_the_checkout_the_code_comes_from_the_recorded_remote(

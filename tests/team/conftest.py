@@ -56,8 +56,13 @@ class TeamStack:
         """Start `mlflow server` on this stack's port (again, after a stop: same URL, same data)."""
         if self._server is not None:
             return
-        # Fewer botocore retries than its default: a dead store answers in about a second, not 15.
-        server_env = {**self.s3.env, "AWS_MAX_ATTEMPTS": "2"}
+        server_env = {
+            **self.s3.env,
+            # Fewer botocore retries than its default: a dead store answers in about a second, not 15.
+            "AWS_MAX_ATTEMPTS": "2",
+            # Tracking only: MLflow 3's job runner (7 huey consumer processes) serves GenAI jobs.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
         server = mlflow_server(
             self.workdir / "server",
             backend_uri=self.db_uri,

@@ -214,11 +214,11 @@ def _print_verdict(ref: str, verdict: Any) -> None:
 
     marks = {True: "[green]same[/]", False: "[red]DIFFERS[/]", None: "[dim]info[/]"}
     table = Table(title=f"reproduction of {ref}", header_style="bold")
-    table.add_column("check", overflow="fold", min_width=14)
-    table.add_column("original", overflow="fold", min_width=15)
-    table.add_column("reproduced", overflow="fold", min_width=15)
+    table.add_column("check", overflow="fold", min_width=12)
+    table.add_column("original", overflow="fold", min_width=19)  # a float's repr, unbroken
+    table.add_column("reproduced", overflow="fold", min_width=19)
     table.add_column("result", no_wrap=True)
-    table.add_column("note", overflow="fold", min_width=8)
+    table.add_column("note", overflow="fold")
     for check in verdict.checks:
         table.add_row(
             f"[dim]{check.section}[/] {_escape(check.name)}",

@@ -135,7 +135,8 @@ def check_command(
     tracking_uri: str | None,
     as_json: bool,
 ) -> None:
-    """The completeness gate: exit 0 when RUN passes, 1 when a rule fails (all listed).
+    """The completeness gate: exit 0 when RUN passes, 1 when a rule fails (all listed), 2 when
+    RUN cannot be read.
 
     Rules: manifest (present, schema-valid, untampered, matching the run's digest
     tag), code (commit; clean or diff stored), environment (every package
