@@ -96,7 +96,7 @@ def capture(track: str | None = None) -> Manifest:
     if env_section:
         # seed_everything(deterministic=True) sets some of these at run time: read them now.
         env_section["variables"] = guarded(
-            "environment.variables", environment.collect_variables, {}, errors
+            "environment.variables", environment.collect_variables, dict[str, str](), errors
         )
     code_section = _copy(src)
     # Modules imported since the cached code record (e.g. an untracked utils.py).
