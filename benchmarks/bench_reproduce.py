@@ -91,7 +91,7 @@ def main() -> None:
             f"  {label:30s} {total:6.1f}s  {total / base:4.2f}x   "
             f"(rerun {inner:.1f}s, overhead {total - inner:.1f}s)"
         )
-    print("  (*) with --system-site-packages; the target of issue 8 is minutes, not 30")
+    print("  (*) with --system-site-packages; the promise is a rebuild within 30 minutes")
     print(f"work dir: {work}")
 
 

@@ -63,7 +63,13 @@ def one_round(
     """Seconds from the start line to the last worker's exit."""
     for stale in [*repo.glob("ready-*"), repo / "go.flag"]:
         stale.unlink(missing_ok=True)
-    env = clean_env(MLFLOW_TRACKING_URI=url, **({"MLREPRO_DISABLE": "1"} if disabled else {}))
+    # Telemetry off in both modes: offline, MLflow's telemetry thread pops an environment variable
+    # while other threads iterate os.environ (requests' proxy lookup), a race that kills runs.
+    env = clean_env(
+        MLFLOW_TRACKING_URI=url,
+        MLFLOW_DISABLE_TELEMETRY="true",
+        **({"MLREPRO_DISABLE": "1"} if disabled else {}),
+    )
     go = repo / "go.flag"
     procs = [
         subprocess.Popen(
@@ -112,7 +118,11 @@ def main() -> None:
             work / "project", {"worker.py": WORKER, ".gitignore": "shard-*\nready-*\ngo.flag\n"}
         )
         with postgres_cluster() as db_uri, moto_s3(work / "s3") as s3:
-            server_env = {**s3.env, "AWS_MAX_ATTEMPTS": "2", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+            server_env = {
+                **s3.env,
+                "AWS_MAX_ATTEMPTS": "2",
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            }
             with mlflow_server(
                 work / "server",
                 backend_uri=db_uri,

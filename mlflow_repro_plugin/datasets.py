@@ -77,27 +77,35 @@ def log_items(client: Any, run_id: str, items: list[dict[str, Any]], deadline: f
 def on_track(item: dict[str, Any]) -> None:
     """Core data listener: an input tracked while a fluent run is active joins that run."""
     from mlflow_repro_plugin.provider import CAPTURE_ID_TAG, disabled
-    from mlflow_repro_plugin.uploader import UploadJob, schedule
+    from mlflow_repro_plugin.uploader import UploadJob, schedule, warn_once
 
     mlflow = sys.modules.get("mlflow")
     if disabled() or mlflow is None:
         return
-    run = mlflow.active_run()
-    if run is None:
-        return
-    from mlflow.tracking import MlflowClient
+    try:
+        run = mlflow.active_run()
+        if run is None:
+            return
+        from mlflow.tracking import MlflowClient
 
-    tags = run.data.tags
-    schedule(
-        UploadJob(
-            capture_id=tags.get(CAPTURE_ID_TAG, ""),
-            manifest=None,
-            client=MlflowClient(),
-            run_id=run.info.run_id,
-            refresh_items=[dict(item)],
-            track=tags.get("repro.track"),
+        tags = run.data.tags
+        schedule(
+            UploadJob(
+                capture_id=tags.get(CAPTURE_ID_TAG, ""),
+                manifest=None,
+                client=MlflowClient(),
+                run_id=run.info.run_id,
+                refresh_items=[dict(item)],
+                track=tags.get("repro.track"),
+            )
         )
-    )
+    except Exception as exc:  # tracking data must never fail because of MLflow
+        warn_once(
+            "datasets",
+            "mlrepro could not add input %r to the active MLflow run: %r",
+            item.get("name"),
+            exc,
+        )
 
 
 def install() -> None:

@@ -4,8 +4,8 @@ MLflow gives a run-context provider no hook after the run exists: `tags()` runs
 before `create_run`, and the run id comes back to MLflow only. So `tags()` gives
 the new run a unique `repro.capture.id` tag plus a "pending" note in
 `repro.capture.errors`, and queues a job; a daemon thread finds the run by that
-tag (one indexed search in the experiment the run is created in), uploads the
-files, logs the registered inputs and then clears the note. A run whose upload
+tag (in the creating frame's locals once `create_run` has returned, else with a
+tag search), uploads the files, clears the note and logs the registered inputs. A run whose upload
 never happens (tracking server gone, object store down, process killed) keeps
 the note, so the record is honest without anyone having to write it afterwards.
 `start_run` pays only for queueing. At exit we wait for the queue at most
@@ -20,6 +20,7 @@ import errno
 import logging
 import os
 import random
+import sys
 import tempfile
 import threading
 import time
@@ -38,6 +39,7 @@ DEFAULT_TIMEOUT = 30.0
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
 EXPERIMENT_CHUNK = 100
+IDLE_EXIT = 2.0  # seconds the worker waits for more work before its thread ends
 _PERMANENT_ERRNOS = {
     errno.EACCES,
     errno.EPERM,
@@ -87,6 +89,10 @@ class RunNotVisible(LookupError):
     """No run carries the capture id (yet): the creating thread may not have committed it."""
 
 
+class RunNeverCreated(LookupError):
+    """The call that was creating the run is over and no run carries the capture id."""
+
+
 @dataclass
 class UploadJob:
     """One run to complete: found by `capture_id`, or known by `run_id` for a refresh."""
@@ -102,13 +108,14 @@ class UploadJob:
     track: str | None = None
     deadline: float = 0.0
     run_ids: list[str] = field(default_factory=list)
-    frame_looks: int = 0
 
 
 def _is_permanent(exc: BaseException) -> bool:
     """Errors that no retry will fix: do not keep the user waiting for them."""
     if isinstance(exc, RunNotVisible):
         return False
+    if isinstance(exc, RunNeverCreated):
+        return True
     if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS:
         return True
     return getattr(exc, "error_code", None) in _PERMANENT_MLFLOW_CODES
@@ -159,7 +166,7 @@ class Uploader:
                         queued.refresh_items.extend(job.refresh_items)
                         return
             self._queue.append(job)
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._work, name="mlrepro-uploader", daemon=True
                 )
@@ -187,8 +194,12 @@ class Uploader:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._queue:
-                    self._cond.wait()
+                if not self._queue:
+                    self._cond.wait(IDLE_EXIT)
+                if not self._queue:
+                    # No thread lingers between runs (a forking DataLoader then copies none).
+                    self._thread = None
+                    return
                 job = self._queue.popleft()
                 self._busy = True
             try:
@@ -196,6 +207,7 @@ class Uploader:
             except Exception as exc:  # the worker must survive anything a store throws
                 warn_once("upload", "mlrepro could not complete a run's repro/ record: %r", exc)
             finally:
+                job.frame = None  # the creating frame keeps the caller's locals alive
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
@@ -269,16 +281,13 @@ def _experiment_chunks(client: Any) -> list[list[str]]:
     return [ids[i : i + EXPERIMENT_CHUNK] for i in range(0, len(ids), EXPERIMENT_CHUNK)]
 
 
-FRAME_LOOKS = 3  # backoff steps (50 + 100 + 200 ms) spent on the frame before searching
-
-
 def run_in_frame(frame: Any, capture_id: str) -> str | None:
     """The id of a Run object, tagged with our capture id, among the creating frame's locals.
 
     `mlflow.start_run` keeps what `create_run` returned in a local (`active_run_obj`),
     as does Lightning's `MLFlowLogger.experiment` (`run`); the frame object outlives the
     call because the job holds it. Matching on the tag, not on a variable name, makes
-    this version-proof: no match just means the search below does the work.
+    this version-proof: no match just means the search does the work.
     """
     if frame is None:
         return None
@@ -286,28 +295,50 @@ def run_in_frame(frame: Any, capture_id: str) -> str | None:
 
     from mlflow_repro_plugin.provider import CAPTURE_ID_TAG
 
-    for value in list(frame.f_locals.values()):
+    try:
+        values = list(frame.f_locals.values())
+    except Exception:  # pragma: no cover - an interpreter without readable frames
+        return None
+    for value in values:
         if isinstance(value, Run) and value.data.tags.get(CAPTURE_ID_TAG) == capture_id:
             return str(value.info.run_id)
     return None
 
 
+def frame_running(frame: Any) -> bool:
+    """Whether some thread is still inside `frame` (unknown counts as running)."""
+    current = getattr(sys, "_current_frames", None)
+    if current is None:  # pragma: no cover - not CPython/PyPy
+        return True
+    for top in current().values():
+        node = top
+        while node is not None:
+            if node is frame:
+                return True
+            node = node.f_back
+    return False
+
+
 def find_runs(client: Any, job: UploadJob) -> list[str]:
     """Ids of the runs tagged with the job's capture id.
 
-    First the creating frame (no query), then a tag search: in the experiment the run
-    was created in, then across all experiments.
+    First the creating frame (no query; while it runs, `create_run` has not returned
+    yet), then a tag search: in the experiment the run was created in, then in all.
+    When the creating call is over and the search finds nothing, `create_run` failed
+    (the user saw MLflow's exception): there is nothing to wait for.
     """
     from mlflow.entities import ViewType
 
     from mlflow_repro_plugin.provider import CAPTURE_ID_TAG
 
-    run_id = run_in_frame(job.frame, job.capture_id)
-    if run_id:
-        return [run_id]
-    if job.frame is not None and job.frame_looks < FRAME_LOOKS:
-        job.frame_looks += 1
-        raise RunNotVisible("create_run has not returned yet")
+    creator_done = False
+    if job.frame is not None:
+        run_id = run_in_frame(job.frame, job.capture_id)
+        if run_id:
+            return [run_id]
+        if frame_running(job.frame):
+            raise RunNotVisible("create_run has not returned yet")
+        creator_done = True
     capture_id, experiment_id = job.capture_id, job.experiment_id
     query = f"tags.`{CAPTURE_ID_TAG}` = '{capture_id}'"
 
@@ -321,6 +352,8 @@ def find_runs(client: Any, job: UploadJob) -> list[str]:
     if not found:
         for chunk in _experiment_chunks(client):
             found.extend(search(chunk))
+    if not found and creator_done:
+        raise RunNeverCreated(f"no run was created with {CAPTURE_ID_TAG}={capture_id}")
     if not found:
         raise RunNotVisible(f"no run tagged {CAPTURE_ID_TAG}={capture_id} yet")
     return found
@@ -358,6 +391,9 @@ def process(job: UploadJob) -> None:
         return
     try:
         job.run_ids = retry(lambda: find_runs(client, job), job.deadline)
+    except RunNeverCreated:
+        log.debug("mlrepro: the run with capture id %s was never created", job.capture_id)
+        return
     except Exception as exc:
         from repro_common.isolation import error_entry
 

@@ -37,7 +37,18 @@ SCRIPT = "reproduce.sh"
 LOG = "reproduce.log"
 VENV_DIR = ".venv"
 # Metrics that measure the machine or the clock, never the model.
-DEFAULT_IGNORED_METRICS = ("_*", "system/*", "*time*", "*duration*", "*_per_sec*", "*throughput*")
+DEFAULT_IGNORED_METRICS = (
+    "_*",
+    "system/*",
+    "time/*",
+    "*_time",
+    "*_time_*",
+    "*time_s",
+    "*duration*",
+    "*_per_sec*",
+    "*per_second*",
+    "*throughput*",
+)
 # Device selection belongs to the machine, not to the run's numerics.
 HOST_SPECIFIC_VARIABLES = frozenset({"CUDA_VISIBLE_DEVICES"})
 PATH_KINDS = frozenset({"file", "directory", "dir", "path", "files"})
@@ -147,15 +158,21 @@ def materialise(
     target = target.resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ReproduceError(f"{target} already exists and is not empty: choose another --dir")
+    created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     code_dir = target / CODE_DIR
-
-    cloned_from = _clone(code, commit, code_dir, say)
-    diff = record.read_artifact("repro/code.diff")
-    if code.get("dirty") and not diff:
-        raise ReproduceError(
-            "the run was made from a dirty tree but its diff (repro/code.diff) is not in the record"
-        )
+    try:
+        cloned_from = _clone(code, commit, code_dir, say)
+        diff = record.read_artifact("repro/code.diff")
+        if code.get("dirty") and not diff:
+            raise ReproduceError(
+                "the run was made from a dirty tree but its diff (repro/code.diff) "
+                "is not in the record"
+            )
+    except ReproduceError:
+        if created:  # leave nothing half-made behind: the same --dir works on the next try
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     if diff:
         say("applying the recorded diff")
         _apply_diff(code_dir, target / "code.diff", diff, commit)
@@ -259,7 +276,8 @@ def _apply_diff(code_dir: Path, patch_file: Path, diff: bytes, commit: str) -> N
     proc = _git("apply", "--whitespace=nowarn", str(patch_file), cwd=code_dir, timeout=120)
     if proc.returncode != 0:
         raise ReproduceError(
-            f"the recorded diff no longer applies to commit {short(commit)}: {_git_error(proc)}"
+            f"the recorded diff no longer applies to commit {short(commit)}: {_git_error(proc)} "
+            f"(checkout and diff left in {code_dir.parent} for a manual merge)"
         )
 
 
@@ -675,25 +693,18 @@ def _editable_dir_in_checkout(name: str, manifest: Manifest, code_dir: Path) -> 
 
 
 def _mlrepro_spec() -> list[str]:
-    """How to install the mlrepro running now: from its source folder when editable."""
-    import json
-    from importlib.metadata import PackageNotFoundError, distribution
+    """How to install the mlrepro running now: from its source checkout when it runs from one.
 
-    try:
-        dist = distribution("mlrepro")
-    except PackageNotFoundError:
-        from repro_common import __version__
+    Judged by where `repro_common` was imported from, not by package metadata: a
+    checkout's leftover `mlrepro.egg-info` on sys.path would otherwise pass for it.
+    """
+    import repro_common
 
-        return [f"mlrepro=={__version__}"]
-    direct = dist.read_text("direct_url.json")
-    if direct:
-        info = json.loads(direct)
-        url = str(info.get("url", ""))
-        if url.startswith("file://") and (info.get("dir_info") or {}).get("editable"):
-            from urllib.parse import unquote, urlparse
-
-            return ["--no-build-isolation", "-e", unquote(urlparse(url).path)]
-    return [f"mlrepro=={dist.version}"]
+    package = Path(repro_common.__file__).resolve().parent
+    root = package.parents[1]
+    if package.parent.name == "common" and (root / "setup.cfg").is_file():
+        return ["--no-build-isolation", "-e", str(root)]
+    return [f"mlrepro=={repro_common.__version__}"]
 
 
 def _stream(args: list[str], cwd: Path, emit: Step, what: str) -> None:

@@ -252,6 +252,7 @@ def test_an_unreachable_remote_is_one_clear_line_and_exit_2(original: Original, 
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("mlrepro: error:")]
     assert len(errors) == 1 and "does not exist" in errors[0]
+    assert not (tmp_path / "r").exists()  # nothing half-made left: the same --dir works next time
 
 
 def test_a_diff_that_no_longer_applies_is_refused(original: Original, tmp_path: Path):
@@ -264,6 +265,7 @@ def test_a_diff_that_no_longer_applies_is_refused(original: Original, tmp_path: 
     assert proc.returncode == 2
     assert "the recorded diff no longer applies to commit" in proc.stderr
     assert "train.py" in proc.stderr
+    assert (tmp_path / "r" / "code.diff").is_file()  # left for a manual merge, as it says
 
 
 def test_changed_data_stops_before_the_run(original: Original, tmp_path: Path):

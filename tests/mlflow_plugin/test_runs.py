@@ -199,3 +199,53 @@ def test_mlrepro_disable_makes_the_provider_do_nothing(
     assert sys.modules["repro_common.capture"]._prefetch_thread is None, (
         "disabled must not prefetch"
     )
+
+
+def test_a_run_mlflow_fails_to_create_leaves_no_upload_waiting(
+    client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLREPRO_UPLOAD_TIMEOUT", "600")
+    with caplog.at_level("WARNING", logger="mlrepro"), pytest.raises(MlflowException):
+        mlflow.start_run(experiment_id="424242")  # no such experiment: create_run raises
+    assert repro.flush(60), "the job must see that the run was never created, not wait 600 s"
+    assert not [r for r in caplog.records if r.name == "mlrepro"]
+
+
+def test_the_uploader_finds_a_run_by_its_capture_id_without_the_creating_frame(client: Any) -> None:
+    with mlflow.start_run() as run:
+        pass
+    assert repro.flush(60)
+    tags = client.get_run(run.info.run_id).data.tags
+    for hint in (run.info.experiment_id, None):
+        job = uploader.UploadJob(
+            capture_id=tags["repro.capture.id"], manifest=None, experiment_id=hint
+        )
+        assert uploader.find_runs(client, job) == [run.info.run_id]
+    with pytest.raises(uploader.RunNotVisible):
+        uploader.find_runs(client, uploader.UploadJob(capture_id="0" * 32, manifest=None))
+
+
+def test_no_uploader_thread_lingers_once_the_work_is_done(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setattr(uploader, "IDLE_EXIT", 0.05)
+
+    def uploader_threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name == "mlrepro-uploader"]
+
+    with mlflow.start_run() as first:
+        pass
+    assert repro.flush(60)
+    deadline = time.monotonic() + 10
+    while uploader_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert uploader_threads() == []
+    with mlflow.start_run() as second:  # and a later run starts a new worker
+        pass
+    assert repro.flush(60)
+    for run in (first, second):
+        assert repro_names(client, run.info.run_id) >= {"manifest.json", "requirements.txt"}

@@ -7,11 +7,11 @@ import warnings
 from pathlib import Path
 
 import pytest
-from support.git import git
-from support.wandb_log import read_run
 
 import wandb_repro_plugin as repro
 from repro_common.manifest import Manifest
+from support.git import git
+from support.wandb_log import read_run
 from wandb_repro_plugin import core
 
 SUMMARY_KEYS = {

@@ -12,9 +12,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from support.wandb_log import read_run
 
 import wandb_repro_plugin as repro
+from support.wandb_log import read_run
 from wandb_repro_plugin import core
 
 pytestmark = pytest.mark.slow

@@ -7,11 +7,11 @@ import warnings
 from pathlib import Path
 
 import pytest
-from support.procs import PYTHON, clean_env
-from support.wandb_log import find_logs, read_run
 
 import wandb_repro_plugin as repro
 from repro_common.manifest import Manifest
+from support.procs import PYTHON, clean_env
+from support.wandb_log import find_logs, read_run
 from wandb_repro_plugin import core
 
 pytestmark = pytest.mark.slow

@@ -85,7 +85,7 @@ def _escape(text: str) -> str:
     multiple=True,
     metavar="GLOB",
     help="Leave matching metrics out of the comparison (repeatable). Clock and system "
-    "metrics (_*, system/*, *time*, *duration*, ...) are always left out.",
+    "metrics (_*, system/*, *_time, *duration*, *_per_sec*, ...) are always left out.",
 )
 @click.option(
     "--timeout",
@@ -212,21 +212,27 @@ def _print_verdict(ref: str, verdict: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    marks = {True: "[green]same[/]", False: "[red]DIFFERS[/]", None: "[dim]info[/]"}
+    marks = {True: "[green]same[/]", False: "[red]DIFFERS[/]"}
+    notes = any(c.note and c.ok is not None for c in verdict.checks)
     table = Table(title=f"reproduction of {ref}", header_style="bold")
     table.add_column("check", overflow="fold", min_width=12)
     table.add_column("original", overflow="fold", min_width=19)  # a float's repr, unbroken
     table.add_column("reproduced", overflow="fold", min_width=19)
     table.add_column("result", no_wrap=True)
-    table.add_column("note", overflow="fold")
+    if notes:
+        table.add_column("note", overflow="fold")
     for check in verdict.checks:
-        table.add_row(
+        # informational rows (commit, environment, seed) say same/differs, dimmed: not judged
+        result = marks[check.ok] if check.ok is not None else f"[dim]{_escape(check.note)}[/]"
+        row = [
             f"[dim]{check.section}[/] {_escape(check.name)}",
             _escape(check.original),
             _escape(check.reproduced),
-            marks[check.ok],
-            _escape(check.note),
-        )
+            result,
+        ]
+        if notes:
+            row.append(_escape(check.note) if check.ok is not None else "")
+        table.add_row(*row)
     console = Console()
     if verdict.checks:
         console.print(table)
