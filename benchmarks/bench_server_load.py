@@ -57,10 +57,25 @@ for index in range(runs):
 """
 
 
+def requests_logged(server_log: Path, offset: int) -> tuple[int, int]:
+    """(API requests the server logged after `offset`, the new offset)."""
+    with open(server_log, "rb") as handle:
+        handle.seek(offset)
+        text = handle.read()
+    return text.count(b' HTTP/1.1" '), offset + len(text)
+
+
 def one_round(
-    repo: Path, url: str, experiment: str, processes: int, runs: int, steps: int, disabled: bool
-) -> float:
-    """Seconds from the start line to the last worker's exit."""
+    repo: Path,
+    url: str,
+    server_log: Path,
+    experiment: str,
+    processes: int,
+    runs: int,
+    steps: int,
+    disabled: bool,
+) -> tuple[float, int]:
+    """(seconds from the start line to the last worker's exit, requests the server served meanwhile)."""
     for stale in [*repo.glob("ready-*"), repo / "go.flag"]:
         stale.unlink(missing_ok=True)
     # Telemetry off in both modes: offline, MLflow's telemetry thread pops an environment variable
@@ -90,13 +105,16 @@ def one_round(
             )
         time.sleep(0.05)
     time.sleep(1.0)  # let import-time background work settle, as it would while a script loads data
+    _, offset = requests_logged(server_log, 0)
     start = time.perf_counter()
     go.touch()
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         if proc.returncode != 0:
             raise SystemExit(f"a worker failed:\n{err[-3000:]}")
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    time.sleep(0.5)  # the server's last log lines
+    return seconds, requests_logged(server_log, offset)[0]
 
 
 def main() -> None:
@@ -132,37 +150,39 @@ def main() -> None:
                 from mlflow.tracking import MlflowClient
 
                 client = MlflowClient(tracking_uri=url)
+                server_log = work / "server" / "server.log"
                 times: dict[str, list[float]] = {"plugin": [], "disabled": []}
+                served: dict[str, list[int]] = {"plugin": [], "disabled": []}
                 # Warm-up round (server caches, connection pools, first S3 client), not counted.
                 client.create_experiment("warmup")
-                one_round(repo, url, "warmup", args.processes, 1, args.steps, disabled=False)
+                one_round(
+                    repo, url, server_log, "warmup", args.processes, 1, args.steps, disabled=False
+                )
                 for number in range(args.rounds):
                     for mode in (
                         ("plugin", "disabled") if number % 2 == 0 else ("disabled", "plugin")
                     ):
                         experiment = f"load-{mode}-{number}"
-                        client.create_experiment(experiment)
-                        seconds = one_round(
+                        experiment_id = client.create_experiment(experiment)
+                        seconds, requests = one_round(
                             repo,
                             url,
+                            server_log,
                             experiment,
                             args.processes,
                             args.runs,
                             args.steps,
                             disabled=mode == "disabled",
                         )
-                        made = len(
-                            client.search_runs(
-                                [client.get_experiment_by_name(experiment).experiment_id],
-                                max_results=10000,
-                            )
-                        )
+                        made = len(client.search_runs([experiment_id], max_results=10000))
                         assert made == args.processes * args.runs, (
                             f"{made} runs, expected {args.processes * args.runs}"
                         )
                         times[mode].append(seconds)
+                        served[mode].append(requests)
                         print(
-                            f"round {number} {mode:8s} {seconds:6.2f}s  {made / seconds:6.2f} runs/s",
+                            f"round {number} {mode:8s} {seconds:6.2f}s  {made / seconds:6.2f} runs/s"
+                            f"  {requests / made:5.1f} server requests/run",
                             flush=True,
                         )
 
@@ -171,8 +191,11 @@ def main() -> None:
     print(
         f"processes={args.processes} runs/process={args.runs} metric steps/run={args.steps} rounds/mode={args.rounds}"
     )
-    print(f"plugin:   {rate['plugin']:.2f} runs/s (median)")
-    print(f"disabled: {rate['disabled']:.2f} runs/s (median)")
+    per_run = {mode: statistics.median(values) / total for mode, values in served.items()}
+    print(f"plugin:   {rate['plugin']:.2f} runs/s (median), {per_run['plugin']:.1f} requests/run")
+    print(
+        f"disabled: {rate['disabled']:.2f} runs/s (median), {per_run['disabled']:.1f} requests/run"
+    )
     print(f"ratio plugin/disabled: {rate['plugin'] / rate['disabled']:.3f} (target >= 0.95)")
 
 

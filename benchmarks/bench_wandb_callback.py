@@ -1,6 +1,6 @@
 """What ReproCallback adds to a short Lightning fit logged to W&B (offline). Target: <= 1.03.
 
-    .venv/bin/python benchmarks/bench_wandb_callback.py [--rounds 5] [--epochs 12]
+    .venv/bin/python benchmarks/bench_wandb_callback.py [--rounds 7] [--epochs 20]
 
 Both sides are the same fit (CPU, one thread, WandbLogger offline, run created
 before the clock starts; the clock covers building the callback and the Trainer,
@@ -134,8 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--mode", choices=("fresh", "warm", "both"), default="both")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()

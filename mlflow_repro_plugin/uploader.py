@@ -145,7 +145,7 @@ class Uploader:
         self._thread: threading.Thread | None = None
         self._hooked = False
         self._pid = os.getpid()
-        self.given_up: list[str] = []
+        self._exit_deadline: float | None = None
 
     def _after_fork(self) -> None:
         """A forked child owns no worker and no parent's jobs."""
@@ -227,11 +227,14 @@ class Uploader:
         atexit.register(self._at_exit)
 
     def _at_exit(self) -> None:
+        """Wait for the queue, at most MLREPRO_UPLOAD_TIMEOUT in all (both hooks share one deadline)."""
         try:
             if self._pid != os.getpid() or not self.pending():
                 return
             timeout = upload_timeout()
-            if not self.flush(timeout):
+            if self._exit_deadline is None:
+                self._exit_deadline = time.monotonic() + timeout
+            if not self.flush(max(0.0, self._exit_deadline - time.monotonic())):
                 warn_once(
                     "exit-timeout",
                     "mlrepro: %d run(s) still had repro/ artifacts to upload after %.0fs "

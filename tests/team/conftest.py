@@ -184,5 +184,5 @@ def project(tmp_path: Path) -> Path:
     """A committed project the training scripts run from (a real team trains from git)."""
     return make_repo(
         tmp_path / "project",
-        {"README.md": "team project\n", ".gitignore": "mlruns/\nwandb/\n*.done\n"},
+        {"README.md": "team project\n", ".gitignore": "mlruns/\nwandb/\n*.flag\n"},
     )

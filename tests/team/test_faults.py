@@ -8,6 +8,7 @@ cost nothing once the server is back.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from support.procs import free_port, run_cli
+from support.procs import run_cli
 
 pytestmark = [pytest.mark.team, pytest.mark.slow]
 
@@ -148,48 +149,47 @@ def test_object_store_down_runs_finish_in_bounded_time_and_say_what_is_missing(
     assert "manifest" in json.loads(gate.stdout)["failed"], gate.stdout
 
 
-HOP_HEADERS = ("transfer-encoding", "connection", "content-length", "keep-alive", "server", "date")
+HOP_HEADERS = (
+    "transfer-encoding",
+    "connection",
+    "content-length",
+    "keep-alive",
+    "server",
+    "date",
+    "host",
+)
+CREATE_RUN = "/api/2.0/mlflow/runs/create"
 
 
-class RestartingProxy:
-    """A TCP-level stand-in for the tracking server's address that goes dark right after a run is created.
+class RestartGateway:
+    """A reverse proxy in front of the tracking server, as teams put nginx in front of MLflow.
 
-    Clients talk to the proxy; it forwards every request to the real server. The moment
-    the server answers `runs/create`, the proxy closes its listening socket and drops
-    open connections (clients then get "connection refused", as during a restart), so the
-    run exists but its artifacts cannot have been uploaded yet. `reopen()` brings the
-    address back.
+    It forwards every request, until the server has answered a `runs/create`: from then
+    on, until `reopen()`, it answers 502 Bad Gateway (what nginx says while its upstream
+    restarts) and notes when each attempt came. So the run exists, and nothing the
+    process sends after that reaches the server before it has been restarted.
     """
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.created = threading.Event()
-        self.uploads: list[tuple[float, str]] = []
-        self._dark = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self.reopen()
+        self.refused: list[tuple[float, str, str]] = []  # (time, method, path) answered 502
+        self.uploads: list[str] = []  # artifact paths stored through the gateway
+        self._down = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def reopen(self) -> None:
-        self._dark.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self._server = server
-
-    def go_dark(self) -> None:
-        server, self._server = self._server, None
-        self._dark.set()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        self._down.clear()
 
     def close(self) -> None:
-        self.go_dark()
+        self._server.shutdown()
+        self._server.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
+        gateway = self
 
         class Forward(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -197,44 +197,44 @@ class RestartingProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def _forward(self) -> None:
-                if proxy._dark.is_set():
-                    self.close_connection = True
-                    return
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=120)
-                headers = {
-                    k: v
-                    for k, v in self.headers.items()
-                    if k.lower() not in ("connection", "keep-alive")
-                }
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                reply = upstream.getresponse()
-                data = reply.read()
-                upstream.close()
-                # Dark from before the client even reads the reply: no later request gets through.
-                cut = self.path.startswith("/api/2.0/mlflow/runs/create") and reply.status == 200
-                cut = cut and not proxy.created.is_set()
-                if cut:
-                    proxy._dark.set()
-                    proxy.created.set()
-                    self.close_connection = True
-                self.send_response(reply.status)
-                for key, value in reply.getheaders():
+            def _reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers:
                     if key.lower() not in HOP_HEADERS:
                         self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
                 self.wfile.flush()
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if gateway._down.is_set():
+                    gateway.refused.append((time.monotonic(), self.command, self.path))
+                    self._reply(502, [("Content-Type", "text/html")], b"<h1>502 Bad Gateway</h1>")
+                    return
+                upstream = http.client.HTTPConnection(
+                    "127.0.0.1", gateway.upstream_port, timeout=120
+                )
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                reply = upstream.getresponse()
+                data = reply.read()
+                upstream.close()
+                if (
+                    self.path.startswith(CREATE_RUN)
+                    and reply.status == 200
+                    and not gateway.created.is_set()
+                ):
+                    gateway._down.set()  # before the client even reads the reply
+                    gateway.created.set()
                 if (
                     self.command == "PUT"
                     and "/mlflow-artifacts/" in self.path
                     and reply.status == 200
                 ):
-                    proxy.uploads.append((time.time(), self.path))
-                if cut:
-                    threading.Thread(target=proxy.go_dark, daemon=True).start()
+                    gateway.uploads.append(self.path)
+                self._reply(reply.status, reply.getheaders(), data)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward
 
@@ -249,13 +249,13 @@ def test_server_restart_between_run_creation_and_upload_upload_retries_and_succe
     experiment = "team-server-restart"
     team_stack.client().create_experiment(experiment)
     (project / "train.py").write_text(HELD_RUN)
-    proxy = RestartingProxy(team_stack.port)
+    gateway = RestartGateway(team_stack.port)
     proc = subprocess.Popen(
         [sys.executable, "train.py", experiment],
         cwd=project,
         # MLflow's own HTTP retries off: what must bridge the outage is the plugin's retry loop.
         env=team_stack.client_env(
-            MLFLOW_TRACKING_URI=proxy.url,
+            MLFLOW_TRACKING_URI=gateway.url,
             MLREPRO_UPLOAD_TIMEOUT="120",
             MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
         ),
@@ -264,16 +264,16 @@ def test_server_restart_between_run_creation_and_upload_upload_retries_and_succe
         text=True,
     )
     try:
-        assert proxy.created.wait(120), "the run was never created"
+        assert gateway.created.wait(120), "the run was never created"
         team_stack.stop_server()
         team_stack.start_server()  # same port, same database: the run is still there
-        proxy.reopen()
+        gateway.reopen()
         (project / "server-back.flag").touch()
         out, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
-        proxy.close()
+        gateway.close()
     assert proc.returncode == 0, err[-4000:]
     [run_id] = team_stack.printed(out, "RUN_ID")
 
@@ -283,7 +283,11 @@ def test_server_restart_between_run_creation_and_upload_upload_retries_and_succe
     raw = team_stack.s3_object(run, "repro/manifest.json")
     assert raw is not None, "the upload gave up instead of retrying until the server was back"
     assert Manifest.from_json(raw).digest == run.data.tags["repro.manifest.digest"]
-    # The address was dark from the moment the run existed, so this upload is a retry.
-    assert [path for _, path in proxy.uploads if path.endswith("repro/manifest.json")], (
-        proxy.uploads
-    )
+    assert any(path.endswith("repro/manifest.json") for path in gateway.uploads), gateway.uploads
+
+    # It kept trying while the server was away (the script's own thread was idle, waiting),
+    # and backed off rather than hammering the gateway.
+    attempts = [when for when, _, _ in gateway.refused]
+    assert len(attempts) >= 3, gateway.refused
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    assert gaps[-1] > 2 * gaps[0], f"no backoff between attempts: {gaps}"
