@@ -14,9 +14,10 @@ import sys
 import uuid
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from repro_common.manifest import Manifest
+if TYPE_CHECKING:
+    from repro_common.manifest import Manifest
 
 if "mlflow" not in sys.modules:  # pragma: no cover - only when this module is imported first
     # Importing the base class imports mlflow, whose registry then tries to load this

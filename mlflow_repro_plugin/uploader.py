@@ -28,9 +28,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from repro_common.manifest import Manifest
+if TYPE_CHECKING:
+    from repro_common.manifest import Manifest
 
 log = logging.getLogger("mlrepro")
 T = TypeVar("T")

@@ -133,7 +133,8 @@ def record_run(
             manifest.refresh_digest()
         manifest.capture["errors"] = manifest.errors + early
         summary = config_summary(manifest)
-        files = guarded("artifact_files", lambda: artifact_files(manifest), {}, late)
+        no_files: dict[str, bytes] = {}
+        files = guarded("artifact_files", lambda: artifact_files(manifest), no_files, late)
         if files:
             guarded("run_files", lambda: copy_to_run_dir(run, files), None, late)
             guarded("artifact", lambda: log_artifact(run, manifest, files), None, late)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from repro_common.capture import prefetch
+from repro_common.data import collect_data
 from repro_common.isolation import guarded
 from wandb_repro_plugin.core import active_run, check_track, record_run, require_host, warn
 
@@ -61,8 +62,12 @@ class ReproCallback:
         if run is not None and run is self._recorded_run:
             return
         skipped: dict[str, str] = {}
-        inputs = dict(self.data)
-        guarded("datasets", lambda: inputs.update(trainer_datasets(trainer, skipped)), None, errors)
+        found: dict[str, Any] = {}
+        guarded("datasets", lambda: found.update(trainer_datasets(trainer, skipped)), None, errors)
+        # A name the user tracked (often the file the loaders were built from) wins.
+        already = {item["name"] for item in collect_data([])}
+        inputs = {k: v for k, v in found.items() if k not in already and k not in self.data}
+        inputs.update(self.data)
         record_run(run, track=self.track, data=inputs, ranks=ranks, errors=errors, skipped=skipped)
         self._recorded_run = run
 

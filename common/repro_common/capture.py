@@ -75,6 +75,9 @@ def prefetch() -> None:
 def reset_cache() -> None:
     """Forget the cached environment and code (tests, or after `pip install` in a notebook)."""
     global _static, _prefetch_thread
+    running = _prefetch_thread
+    if running is not None:
+        running.join(timeout=30)  # else it would refill the cache after the reset
     with _static_lock:
         _static = None
         _prefetch_thread = None

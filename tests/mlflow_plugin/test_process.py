@@ -140,11 +140,14 @@ def test_disabled_in_a_fresh_process_no_tags_no_threads(tmp_path: Path) -> None:
             pass
         print("RUN", run.info.run_id)
         print("THREADS", sorted(t.name for t in threading.enumerate() if t.name.startswith("mlrepro")))
+        import sys
+        print("CORE", "repro_common" in sys.modules)
         """,
         cwd=tmp_path,
         env=fresh_env(uri, MLREPRO_DISABLE="1"),
     )
     assert "THREADS []" in proc.stdout
+    assert "CORE False" in proc.stdout, "disabled, `import mlflow` must not even import the core"
     run_id = proc.stdout.split("RUN ", 1)[1].split()[0]
     client = MlflowClient(uri)
     assert not [k for k in client.get_run(run_id).data.tags if k.startswith("repro.")]
