@@ -222,16 +222,22 @@ def run_tags(site: RunSite) -> dict[str, str]:
     # happens (server gone, process killed) says so without anyone having to write it.
     tags[ERRORS_TAG] = errors_value(manifest.errors, PENDING_NOTE) or PENDING_NOTE
     _warn_collector_errors(manifest)
-    uploader.schedule(
-        uploader.UploadJob(
-            capture_id=capture_id,
-            manifest=manifest,
-            client=site.client,
-            tracking_uri=site.tracking_uri,
-            experiment_id=site.experiment_id,
-            frame=site.frame,
-        )
+    job = uploader.UploadJob(
+        capture_id=capture_id,
+        manifest=manifest,
+        client=site.client,
+        tracking_uri=site.tracking_uri,
+        experiment_id=site.experiment_id,
+        frame=site.frame,
     )
+    try:
+        uploader.schedule(job)
+    except Exception as exc:  # e.g. no new threads during interpreter shutdown
+        uploader.warn_once(
+            "schedule",
+            "mlrepro could not start the repro/ upload (%r); the run goes on without it",
+            exc,
+        )
     return tags
 
 

@@ -43,6 +43,24 @@ def test_capture_itself_failing_still_lets_runs_start_and_finish(
     assert len(mlrepro_warnings(caplog)) == 1, mlrepro_warnings(caplog)
 
 
+def test_an_upload_that_cannot_start_keeps_the_tags_and_says_artifacts_are_missing(
+    client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_thread(job: Any) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(uploader, "schedule", no_thread)
+    with caplog.at_level("WARNING", logger="mlrepro"):
+        with mlflow.start_run() as run:
+            pass
+        with mlflow.start_run():
+            pass
+    tags = client.get_run(run.info.run_id).data.tags
+    assert tags["repro.manifest.digest"].startswith("blake3:")
+    assert "upload pending" in tags["repro.capture.errors"]
+    assert len(mlrepro_warnings(caplog)) == 1, mlrepro_warnings(caplog)
+
+
 def test_an_unwritable_artifact_store_is_reported_on_the_run(
     client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
