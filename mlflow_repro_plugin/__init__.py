@@ -35,15 +35,19 @@ _EXPORTS = {
     "seed_everything": "repro_common",
     "track_data": "repro_common",
     "flush": "mlflow_repro_plugin.uploader",
+    "require_reproducible": "mlflow_repro_plugin.gate",
+    "ReproducibilityError": "mlflow_repro_plugin.gate",
 }
 
 __all__ = [
     "Manifest",
+    "ReproducibilityError",
     "capture",
     "check_determinism",
     "derive_seed",
     "fingerprint",
     "flush",
+    "require_reproducible",
     "seed_everything",
     "track_data",
 ]

@@ -63,6 +63,18 @@ def _static_parts() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]
         return _static
 
 
+def _after_fork_in_child() -> None:
+    # The prefetch thread does not survive fork(); a lock it held would deadlock the child.
+    global _static_lock, _prefetch_thread
+    _static_lock = threading.Lock()
+    if _static is None:
+        _prefetch_thread = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def prefetch() -> None:
     """Start the cached part of capture in a background thread (idempotent, never raises)."""
     global _prefetch_thread

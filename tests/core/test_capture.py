@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-from support.git import make_repo
-from support.procs import clean_env, run_python
 
 import repro_common
 from repro_common import code, environment
 from repro_common.manifest import Manifest
+from support.git import make_repo
+from support.procs import clean_env, run_python
 
 CAPTURE = "import repro_common; print(repro_common.capture().to_json())"
 

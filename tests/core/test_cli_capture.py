@@ -6,10 +6,9 @@ import json
 import subprocess
 from pathlib import Path
 
+from repro_common.manifest import Manifest, validate_document
 from support.git import git
 from support.procs import clean_env, run_cli
-
-from repro_common.manifest import Manifest, validate_document
 
 
 def test_capture_prints_a_readable_summary_of_the_checkout(git_repo: Path) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from support.procs import clean_env, run_cli
-
 from repro_common.cli.determinism import metrics_from_stdout
+from support.procs import clean_env, run_cli
 
 SCRIPT = """
 import json, os, random, sys

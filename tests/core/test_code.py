@@ -11,12 +11,12 @@ import types
 from pathlib import Path
 
 import pytest
-from support.git import commit_all, git, make_repo
-from support.procs import run_python
 
 from repro_common import code
 from repro_common.code import collect_code, diff_text, new_file_patch, parse_status
 from repro_common.manifest import digest_bytes
+from support.git import commit_all, git, make_repo
+from support.procs import run_python
 
 CAPTURE_SCRIPT = """\
 import json, sys

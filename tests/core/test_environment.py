@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
-from support.procs import clean_env, run_python
 
 from repro_common import environment
 from repro_common.environment import (
@@ -25,6 +24,7 @@ from repro_common.environment import (
     requirements_txt,
 )
 from repro_common.manifest import environment_digest
+from support.procs import clean_env, run_python
 
 
 def _fake_dist(site: Path, name: str, version: str, direct_url: dict | str | None = None) -> Path:

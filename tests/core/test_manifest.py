@@ -17,7 +17,14 @@ def test_captured_manifest_follows_the_schema_and_round_trips() -> None:
     assert again == manifest
     assert again.digest_matches()
     assert set(json.loads(manifest.to_json())) == {
-        "schema", "digest", "track", "environment", "code", "seeds", "data", "capture",
+        "schema",
+        "digest",
+        "track",
+        "environment",
+        "code",
+        "seeds",
+        "data",
+        "capture",
     }
 
 
@@ -29,7 +36,9 @@ def test_digest_ignores_timestamps_and_hostnames_but_not_content() -> None:
     doc["environment"]["python"]["executable"] = "/somewhere/else/python"
     assert Manifest.from_dict(doc).digest_matches()
 
-    doc["environment"]["packages"].append({"name": "zzz-extra", "version": "1.0", "source": "index"})
+    doc["environment"]["packages"].append(
+        {"name": "zzz-extra", "version": "1.0", "source": "index"}
+    )
     assert not Manifest.from_dict(doc).digest_matches()
 
 

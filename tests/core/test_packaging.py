@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from support.git import git, make_repo
 from support.procs import clean_env
 

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.git import make_repo
-from support.procs import clean_env
 
 from repro_common.redact import REDACTED, is_secret_name, redact_argv, redact_uri, strip_userinfo
+from support.git import make_repo
+from support.procs import clean_env
 
 CANARY = "CANARY7f3a9e"
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import blake3
 import pytest
-from support.procs import clean_env, run_python
 
 from repro_common import seeds
 from repro_common.manifest import Manifest
+from support.procs import clean_env, run_python
 
 
 @pytest.fixture(autouse=True)
