@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from typing import Any
 from urllib.parse import urlparse
 
 MAX_DIGEST = 36  # mlflow.utils.validation.MAX_DATASET_DIGEST_SIZE
 MAX_NAME = 500  # mlflow.utils.validation.MAX_DATASET_NAME_SIZE
-_installed = False
-_install_lock = threading.Lock()
 
 
 def digest_of(fingerprint: str) -> str:
@@ -109,15 +106,7 @@ def on_track(item: dict[str, Any]) -> None:
 
 
 def install() -> None:
-    """Register `on_track` with the core once (a no-op on a core without listeners)."""
-    global _installed
-    with _install_lock:
-        if _installed:
-            return
-        from repro_common import data
+    """Register `on_track` with the core (idempotent: the core keeps one copy)."""
+    from repro_common import data
 
-        add_listener = getattr(data, "add_listener", None)
-        if add_listener is None:
-            return
-        add_listener(on_track)
-        _installed = True
+    data.add_listener(on_track)

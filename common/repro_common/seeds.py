@@ -418,13 +418,33 @@ def _rank_info() -> tuple[int, int]:
         return 1, 0
 
 
+_RANK_SEED_KEY = "mlrepro/seed/{rank}"
+
+
+def _process_group_store() -> Any:
+    """torch.distributed's key-value store when a process group is up, else None."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    from torch.distributed import distributed_c10d
+
+    return distributed_c10d._get_default_store()
+
+
 def _ranks(global_seed: int | None) -> dict[str, Any]:
+    """This rank's seed, plus those other ranks already posted to the process group's
+    store. Never waits on another rank: a rank that has not posted is simply absent."""
     world_size, rank = _rank_info()
-    return {
-        "world_size": world_size,
-        "global_rank": rank,
-        "seeds": {str(rank): global_seed} if global_seed is not None else {},
-    }
+    known = {str(rank): global_seed} if global_seed is not None else {}
+    store = _process_group_store() if world_size > 1 else None
+    if store is not None:
+        if global_seed is not None:
+            store.set(_RANK_SEED_KEY.format(rank=rank), str(global_seed))
+        for other in range(world_size):
+            key = _RANK_SEED_KEY.format(rank=other)
+            if other != rank and store.check([key]):
+                known[str(other)] = int(store.get(key))
+    return {"world_size": world_size, "global_rank": rank, "seeds": known}
 
 
 def _forget() -> None:
