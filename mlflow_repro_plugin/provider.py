@@ -36,12 +36,15 @@ ERRORS_TAG = "repro.capture.errors"
 CAPTURE_ID_TAG = "repro.capture.id"
 PENDING_NOTE = "artifacts: repro/ upload pending (if this stays, the run has no repro/ artifacts)"
 MANIFEST_POINTER = " [full list: repro/manifest.json capture.errors]"
-_TRUTHY = ("1", "true", "yes", "on")
 
 
 def disabled() -> bool:
-    """MLREPRO_DISABLE=1: no tags, no capture, no upload."""
-    return os.environ.get("MLREPRO_DISABLE", "").strip().lower() in _TRUTHY
+    """MLREPRO_DISABLE=1: no tags, no capture, no upload.
+
+    Same rule as repro_common.capture.disabled(), read here without importing the core so
+    that a disabled plugin costs `import mlflow` nothing.
+    """
+    return os.environ.get("MLREPRO_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _in_mlflow_server() -> bool:

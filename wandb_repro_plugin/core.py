@@ -19,6 +19,7 @@ from typing import Any
 
 from repro_common import capture, track_data
 from repro_common.artifacts import ARTIFACT_DIR, artifact_files
+from repro_common.capture import disabled
 from repro_common.isolation import error_entry, guarded
 from repro_common.manifest import TRACKS, Manifest
 
@@ -108,7 +109,7 @@ def record_run(
     skipped: dict[str, str] | None = None,
 ) -> Manifest | None:
     """attach() with what the callbacks add: rank seeds, their own errors, skipped inputs."""
-    if os.environ.get("MLREPRO_DISABLE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if disabled():
         return None
     run = run if run is not None else active_run()
     if run is None:

@@ -23,6 +23,11 @@ _static: tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]] | None = No
 _prefetch_thread: threading.Thread | None = None
 
 
+def disabled() -> bool:
+    """MLREPRO_DISABLE=1 (or true/yes/on): adapters record nothing and do no work."""
+    return os.environ.get("MLREPRO_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def resolve_track(track: str | None, errors: list[dict[str, Any]] | None = None) -> str:
     """Explicit argument, else MLREPRO_TRACK, else exploratory."""
     if track is not None:
