@@ -138,6 +138,11 @@ def capture(track: str | None = None) -> Manifest:
         track=chosen_track,
     )
     info["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    if chosen_track == "production":
+        from repro_common.tracks import warn_unmet_requirements
+
+        # At run start, once per requirement: what the production gate will refuse later.
+        warn_unmet_requirements(manifest)
     return manifest
 
 

@@ -198,3 +198,24 @@ def test_a_snapshot_is_fingerprinted_again_after_upload(tmp_path: Path) -> None:
     problem = verify_uploaded_snapshot(backend, plan)
     assert problem is not None and problem.startswith("images: the stored copy is blake3:")
     assert json.loads(manifest.to_json())["data"][0]["fingerprint"] in problem
+
+
+def test_a_production_capture_warns_once_about_each_unmet_requirement(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside git and unseeded: the production track says so at run start, once."""
+    from repro_common import reset_cache
+    from repro_common.tracks import forget_warnings
+
+    forget_warnings()
+    monkeypatch.chdir(tmp_path)
+    reset_cache()
+    with caplog.at_level(logging.WARNING, logger="mlrepro"):
+        capture(track="production")
+        first = [r.getMessage() for r in caplog.records if "production track" in r.getMessage()]
+        capture(track="production")
+    again = [r.getMessage() for r in caplog.records if "production track" in r.getMessage()]
+    assert first, "no warning about unmet production requirements"
+    assert any("seed" in line for line in first), first
+    assert again == first
+    forget_warnings()
