@@ -262,6 +262,11 @@ def seeds_rule(manifest: Manifest) -> RuleResult:
     details = []
     if seeds.get("global") is None:
         details.append("no global seed recorded: call seed_everything(SEED) or set MLREPRO_SEED")
+    elif seeds.get("seeded") is False:
+        details.append(
+            f"seed {seeds['global']} was recorded but not applied in this process "
+            "(e.g. an inherited PL_GLOBAL_SEED): call seed_everything()"
+        )
     switches = seeds.get("determinism") or {}
     if not isinstance(switches, dict) or not switches:
         details.append("determinism switches not recorded")

@@ -188,3 +188,27 @@ def test_a_production_run_stores_its_spec_and_data_snapshot_as_it_runs(
         report = check_run(record, allow_packages=ALLOW)  # the run's own track: production
         assert report.track == "production" and report.passed, report.summary()
         assert report.rule("data").reason.endswith("(0 by DVC md5, 1 by snapshot)")
+
+
+def test_an_inherited_seed_that_was_never_applied_fails_the_seeds_rule(tmp_path: Path) -> None:
+    """PL_GLOBAL_SEED left in the shell by an earlier job is not a seeded run."""
+    from repro_common.gate import seeds_rule
+    from support.procs import clean_env, run_python
+
+    proc = run_python(  # torch imported and left unseeded: the seed never reached it
+        "import torch, repro_common; print(repro_common.capture().to_json())",
+        cwd=tmp_path,
+        env=clean_env(PL_GLOBAL_SEED="7"),
+    )
+    manifest = Manifest.from_json(proc.stdout)
+    assert manifest.seeds["global"] == 7 and manifest.seeds["seeded"] is False
+    result = seeds_rule(manifest)
+    assert not result.passed and "not applied" in result.reason
+
+    seeded = run_python(
+        "import torch, repro_common; repro_common.seed_everything(7);"
+        " print(repro_common.capture().to_json())",
+        cwd=tmp_path,
+        env=clean_env(),
+    )
+    assert seeds_rule(Manifest.from_json(seeded.stdout)).passed
