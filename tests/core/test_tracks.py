@@ -36,6 +36,7 @@ def _with_seed(manifest: Manifest, seed: int | None) -> Manifest:
     """The same record with the global seed set as a script would have set it."""
     doc = manifest.to_dict()
     doc["seeds"]["global"] = seed
+    doc["seeds"]["seeded"] = seed is not None
     edited = Manifest.from_dict(doc)
     edited.refresh_digest()
     return edited
