@@ -204,7 +204,7 @@ def test_a_snapshot_is_fingerprinted_again_after_upload(tmp_path: Path) -> None:
 def test_a_production_capture_warns_once_about_each_unmet_requirement(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Outside git and unseeded: the production track says so at run start, once."""
+    """Outside git: the production track says so at run start, once."""
     from repro_common import reset_cache
     from repro_common.tracks import forget_warnings
 
@@ -217,6 +217,6 @@ def test_a_production_capture_warns_once_about_each_unmet_requirement(
         capture(track="production")
     again = [r.getMessage() for r in caplog.records if "production track" in r.getMessage()]
     assert first, "no warning about unmet production requirements"
-    assert any("seed" in line for line in first), first
+    assert any("code: no commit recorded" in line for line in first), first
     assert again == first
     forget_warnings()
