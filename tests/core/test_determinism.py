@@ -5,26 +5,14 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from repro_common import check_determinism, seeds
+from repro_common import check_determinism
 from repro_common.determinism import DeterminismReport, compare
-
-
-@pytest.fixture(autouse=True)
-def _fresh_seed_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """In-process runs call seed_everything, which writes PL_* variables and module state."""
-    for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    seeds._forget()
-    yield
-    seeds._forget()
-
 
 # -- the functions under test live at module level: spawned runs import them by name ----------
 

@@ -7,7 +7,6 @@ import os
 import pickle
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,6 @@ import pytest
 from repro_common import seeds
 from repro_common.manifest import Manifest
 from support.procs import clean_env, run_python
-
-
-@pytest.fixture(autouse=True)
-def _fresh_seed_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """seed_everything writes PL_* variables and module state: give them back after each test."""
-    for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    seeds._forget()
-    yield
-    seeds._forget()
 
 
 def _last_json(stdout: str) -> Any:
