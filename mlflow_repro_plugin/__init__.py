@@ -14,6 +14,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mlflow_repro_plugin.gate import ReproducibilityError, require_reproducible
     from mlflow_repro_plugin.uploader import flush
     from repro_common import (
         Manifest,
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
         track_data,
     )
 
-# Production gate (mlflow_repro_plugin/gate.py) is re-exported here by its owner.
 _EXPORTS = {
     "Manifest": "repro_common",
     "capture": "repro_common",
