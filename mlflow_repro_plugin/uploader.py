@@ -40,6 +40,7 @@ DEFAULT_TIMEOUT = 30.0
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
 EXPERIMENT_CHUNK = 100
+RANK_SEEDS_WAIT = 3.0  # seconds the record waits for other ranks' seeds (DDP)
 IDLE_EXIT = 2.0  # seconds the worker waits for more work before its thread ends
 _PERMANENT_ERRNOS = {
     errno.EACCES,
@@ -109,6 +110,7 @@ class UploadJob:
     track: str | None = None
     deadline: float = 0.0
     run_ids: list[str] = field(default_factory=list)
+    artifact_uris: dict[str, str] = field(default_factory=dict)
 
 
 def _is_permanent(exc: BaseException) -> bool:
@@ -285,8 +287,8 @@ def _experiment_chunks(client: Any) -> list[list[str]]:
     return [ids[i : i + EXPERIMENT_CHUNK] for i in range(0, len(ids), EXPERIMENT_CHUNK)]
 
 
-def run_in_frame(frame: Any, capture_id: str) -> str | None:
-    """The id of a Run object, tagged with our capture id, among the creating frame's locals.
+def run_in_frame(frame: Any, capture_id: str) -> Any:
+    """The Run object tagged with our capture id among the creating frame's locals, or None.
 
     `mlflow.start_run` keeps what `create_run` returned in a local (`active_run_obj`),
     as does Lightning's `MLFlowLogger.experiment` (`run`); the frame object outlives the
@@ -305,7 +307,7 @@ def run_in_frame(frame: Any, capture_id: str) -> str | None:
         return None
     for value in values:
         if isinstance(value, Run) and value.data.tags.get(CAPTURE_ID_TAG) == capture_id:
-            return str(value.info.run_id)
+            return value
     return None
 
 
@@ -324,7 +326,7 @@ def frame_running(frame: Any) -> bool:
 
 
 def find_runs(client: Any, job: UploadJob) -> list[str]:
-    """Ids of the runs tagged with the job's capture id.
+    """Ids of the runs tagged with the job's capture id (their artifact URIs go in the job).
 
     First the creating frame (no query; while it runs, `create_run` has not returned
     yet), then a tag search: in the experiment the run was created in, then in all.
@@ -337,9 +339,9 @@ def find_runs(client: Any, job: UploadJob) -> list[str]:
 
     creator_done = False
     if job.frame is not None:
-        run_id = run_in_frame(job.frame, job.capture_id)
-        if run_id:
-            return [run_id]
+        run = run_in_frame(job.frame, job.capture_id)
+        if run is not None:
+            return _remember([run], job)
         if frame_running(job.frame):
             raise RunNotVisible("create_run has not returned yet")
         creator_done = True
@@ -350,7 +352,7 @@ def find_runs(client: Any, job: UploadJob) -> list[str]:
         runs = client.search_runs(
             ids, filter_string=query, run_view_type=ViewType.ALL, max_results=50
         )
-        return [r.info.run_id for r in runs]
+        return _remember(list(runs), job)
 
     found = search([experiment_id]) if experiment_id else []
     if not found:
@@ -363,7 +365,31 @@ def find_runs(client: Any, job: UploadJob) -> list[str]:
     return found
 
 
-def _log_files(client: Any, run_id: str, files: dict[str, bytes]) -> None:
+def _remember(runs: list[Any], job: UploadJob) -> list[str]:
+    for run in runs:
+        if run.info.artifact_uri:
+            job.artifact_uris[run.info.run_id] = run.info.artifact_uri
+    return [run.info.run_id for run in runs]
+
+
+def _artifact_repo(client: Any, artifact_uri: str | None) -> Any:
+    """The run's artifact store, straight from its URI: `client.log_artifacts` would first
+    fetch the run again only to read that URI (one more request per run on a shared server).
+    None where MLflow must resolve the URI itself (Databricks profiles)."""
+    tracking_uri = getattr(client, "tracking_uri", None)
+    if not artifact_uri or not tracking_uri or str(tracking_uri).startswith("databricks"):
+        return None
+    try:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        return get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
+    except Exception:  # an MLflow without this signature: let the client resolve it
+        return None
+
+
+def _log_files(
+    client: Any, run_id: str, files: dict[str, bytes], artifact_uri: str | None = None
+) -> None:
     from repro_common.artifacts import ARTIFACT_DIR
 
     with tempfile.TemporaryDirectory(prefix="mlrepro-") as tmp:
@@ -371,7 +397,11 @@ def _log_files(client: Any, run_id: str, files: dict[str, bytes]) -> None:
             target = Path(tmp, name)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
-        client.log_artifacts(run_id, tmp, artifact_path=ARTIFACT_DIR)
+        repo = _artifact_repo(client, artifact_uri)
+        if repo is not None:
+            repo.log_artifacts(tmp, ARTIFACT_DIR)
+        else:
+            client.log_artifacts(run_id, tmp, artifact_path=ARTIFACT_DIR)
 
 
 def _files(manifest: Manifest, errors: list[dict[str, Any]]) -> dict[str, bytes]:
@@ -408,15 +438,34 @@ def process(job: UploadJob) -> None:
             error_entry("artifacts", exc)["error"],
         )
         return
+    _complete_ranks(job.manifest, job.deadline)
     errors = list(job.manifest.errors)
     files = _files(job.manifest, errors)
     for run_id in job.run_ids:
-        _deliver(client, run_id, job.manifest, job.deadline, files, errors)
+        _deliver(
+            client, run_id, job.artifact_uris.get(run_id), job.manifest, job.deadline, files, errors
+        )
+
+
+def _complete_ranks(manifest: Manifest, deadline: float) -> None:
+    """Add the seeds other ranks post just after the run began (the record is written once).
+
+    Rank zero creates the run as soon as the process group is up; the other ranks post
+    their seeds a moment later (repro_common.seeds.announce_rank_seed). `seeds.ranks` is
+    outside the digest, so the tags written at creation stay right."""
+    ranks = manifest.seeds.get("ranks")
+    if not isinstance(ranks, dict) or int(ranks.get("world_size") or 1) <= 1:
+        return
+    from repro_common import seeds
+
+    wait = max(0.0, min(RANK_SEEDS_WAIT, deadline - time.monotonic()))
+    manifest.seeds["ranks"] = seeds.await_rank_seeds(ranks, wait)
 
 
 def _deliver(
     client: Any,
     run_id: str,
+    artifact_uri: str | None,
     manifest: Manifest,
     deadline: float,
     files: dict[str, bytes],
@@ -427,7 +476,7 @@ def _deliver(
     from repro_common.isolation import error_entry
 
     try:
-        retry(lambda: _log_files(client, run_id, files), deadline)
+        retry(lambda: _log_files(client, run_id, files, artifact_uri), deadline)
     except Exception as exc:
         reason = error_entry("artifacts", exc)["error"]
         warn_once(

@@ -83,6 +83,9 @@ if hasattr(os, "register_at_fork"):
 def prefetch() -> None:
     """Start the cached part of capture in a background thread (idempotent, never raises)."""
     global _prefetch_thread
+    from repro_common import seeds
+
+    seeds.announce_rank_seed()
     if _static is not None or _prefetch_thread is not None:
         return
     _prefetch_thread = threading.Thread(target=_static_parts, name="mlrepro-prefetch", daemon=True)

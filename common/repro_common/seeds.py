@@ -16,6 +16,7 @@ import os
 import random
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -445,6 +446,74 @@ def _ranks(global_seed: int | None) -> dict[str, Any]:
             if other != rank and store.check([key]):
                 known[str(other)] = int(store.get(key))
     return {"world_size": world_size, "global_rank": rank, "seeds": known}
+
+
+# A non-zero rank waits this long for the process group before giving up on announcing.
+ANNOUNCE_WAIT_S = 3600.0
+ANNOUNCE_POLL_S = 0.05
+_announcer: threading.Thread | None = None
+
+
+def announce_rank_seed() -> None:
+    """On a non-zero rank of a distributed launch, post this rank's seed once the group is up.
+
+    Rank zero writes the record, often before any other rank runs code of ours after
+    `init_process_group` (Lightning's MLFlowLogger creates the run on rank zero only,
+    and the other ranks never call MLflow). So each other rank posts its seed to the
+    process group's store from a daemon thread that polls for the group; a store write
+    is no collective, so it cannot stall or desynchronise training. Idempotent, never raises.
+    """
+    global _announcer
+    try:
+        world_size, rank = _rank_info()
+        if world_size <= 1 or rank == 0 or _announcer is not None:
+            return
+        _announcer = threading.Thread(
+            target=_announce_when_grouped, name="mlrepro-rank-seed", daemon=True
+        )
+        _announcer.start()
+    except Exception:  # pragma: no cover - e.g. no new threads at interpreter shutdown
+        pass
+
+
+def _announce_when_grouped() -> None:
+    deadline = time.monotonic() + ANNOUNCE_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            if _process_group_store() is not None:
+                scratch: list[dict[str, Any]] = []
+                global_seed, _, _ = _known_seed(_snapshot(), scratch)
+                _ranks(global_seed)  # posts this rank's seed
+                return
+        except Exception as exc:  # the group went away, or a store we cannot write
+            log.debug("mlrepro could not post this rank's seed: %r", exc)
+            return
+        time.sleep(ANNOUNCE_POLL_S)
+
+
+def await_rank_seeds(ranks: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """`ranks` (a manifest's seeds.ranks) completed with the seeds other ranks post within
+    `timeout` seconds. For the background uploader on rank zero: the record is written
+    once, so it is worth a short wait for ranks that announce just after the run began."""
+    world_size = int(ranks.get("world_size") or 1)
+    known = dict(ranks.get("seeds") or {})
+    if world_size <= 1 or len(known) >= world_size:
+        return ranks
+    deadline = time.monotonic() + timeout
+    try:
+        store = _process_group_store()
+        while store is not None:
+            for other in range(world_size):
+                key = _RANK_SEED_KEY.format(rank=other)
+                if str(other) not in known and store.check([key]):
+                    known[str(other)] = int(store.get(key))
+            if len(known) >= world_size or time.monotonic() >= deadline:
+                break
+            time.sleep(ANNOUNCE_POLL_S)
+    except Exception as exc:  # the group was torn down: keep what we have
+        log.debug("mlrepro could not read other ranks' seeds: %r", exc)
+    ordered = dict(sorted(known.items(), key=lambda item: int(item[0])))
+    return {**ranks, "seeds": ordered}
 
 
 def _forget() -> None:
