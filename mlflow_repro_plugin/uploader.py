@@ -513,7 +513,6 @@ def _refresh(client: Any, job: UploadJob) -> None:
     """Inputs tracked while the run is active: log them, then re-record the manifest and its tags."""
     from mlflow_repro_plugin import datasets
     from mlflow_repro_plugin.provider import manifest_tags
-    from repro_common.artifacts import MANIFEST
     from repro_common.capture import capture
 
     run_id = job.run_id or ""
@@ -522,10 +521,8 @@ def _refresh(client: Any, job: UploadJob) -> None:
         return  # not a run we recorded (created with MLREPRO_DISABLE=1, or by another tool)
     try:
         manifest = capture(track=job.track)
-        retry(
-            lambda: _log_files(client, run_id, {MANIFEST: manifest.to_json().encode()}),
-            job.deadline,
-        )
+        files = _refreshed_files(manifest, job.refresh_items or [])
+        retry(lambda: _log_files(client, run_id, files), job.deadline)
         from mlflow.entities import RunTag
 
         tags = [RunTag(k, v) for k, v in manifest_tags(manifest).items()]
@@ -537,3 +534,19 @@ def _refresh(client: Any, job: UploadJob) -> None:
             run_id,
             exc,
         )
+
+
+def _refreshed_files(manifest: Manifest, items: list[dict[str, Any]]) -> dict[str, bytes]:
+    """The new record and, on the production track, the snapshots of the inputs just tracked
+    (the other files are already in `repro/` and have not changed)."""
+    from repro_common.artifacts import MANIFEST, artifact_files
+    from repro_common.tracks import snapshot_prefix
+
+    if manifest.track != "production":
+        return {MANIFEST: manifest.to_json().encode()}
+    prefixes = tuple(snapshot_prefix(str(item.get("name"))) + "/" for item in items)
+    return {
+        name: content
+        for name, content in artifact_files(manifest).items()
+        if name == MANIFEST or name.startswith(prefixes)
+    }

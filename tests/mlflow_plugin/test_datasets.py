@@ -53,6 +53,30 @@ def test_inputs_tracked_while_the_run_is_active_join_its_datasets_and_record(
     assert manifest.digest == tags["repro.manifest.digest"] and manifest.digest_matches()
 
 
+def test_on_the_production_track_inputs_tracked_during_the_run_get_their_snapshot(
+    client: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("MLREPRO_TRACK", "production")
+    early, late = tmp_path / "early.csv", tmp_path / "late.csv"
+    early.write_text("a,b\n1,2\n")
+    late.write_text("c,d\n3,4\n")
+    repro.track_data(str(early), "early")
+    with mlflow.start_run() as run:
+        repro.track_data(str(late), "late")
+    assert repro.flush(60)
+
+    run_id = run.info.run_id
+    assert (
+        artifact(client, run_id, "repro/data/late/late.csv", tmp_path / "got") == late.read_bytes()
+    )
+    assert artifact(client, run_id, "repro/data/early/early.csv", tmp_path / "got") == (
+        early.read_bytes()
+    )
+    manifest = Manifest.from_json(artifact(client, run_id, "repro/manifest.json", tmp_path) or b"")
+    snapshots = {d["name"]: d.get("snapshot") for d in manifest.data}
+    assert snapshots["late"] and snapshots["early"], snapshots
+
+
 def test_inputs_tracked_with_no_active_run_schedule_nothing(client: Any, monkeypatch: Any) -> None:
     from mlflow_repro_plugin import uploader
 
