@@ -6,7 +6,8 @@
 Prints, against the targets of the data issue:
 1. in-memory throughput on one array: ours vs hashlib.sha256 and hashlib.md5 on the same buffer;
 2. a folder of files from the page cache: ours (no cache) vs a plain hashlib.md5 loop;
-3. a 10,000-file folder re-fingerprinted with a warm digest cache vs cold (fresh processes);
+3. a 10,000-file folder re-fingerprinted with a warm digest cache vs cold (fresh processes),
+   with the floor any stat-based check pays (scandir + stat of every file, nothing else);
 4. MLflow's dataset digest vs ours when the last element of a 1e6-element array changes;
 5. the peak extra memory (VmHWM) while fingerprinting one large file.
 All data lives in a temp dir that is deleted at the end.
@@ -137,13 +138,41 @@ def bench_warm_cache(tmp: Path, count: int, size: int) -> None:
         result = fingerprint_details({str(root)!r})
         print(time.perf_counter() - started, result.fingerprint)
         """
+    # The folder row gone: what a folder with one changed file costs (per-file rows).
+    forget_folder_rows = """
+        import sqlite3
+        from repro_common.fingerprint_cache import CACHE_FILE, default_cache_dir
+        with sqlite3.connect(default_cache_dir() / CACHE_FILE) as conn:
+            conn.execute("DELETE FROM tree_digests")
+        conn.close()
+        """
+    per_file_code = textwrap.dedent(forget_folder_rows) + textwrap.dedent(code)
+    floor_code = f"""
+        import os, time
+        started = time.perf_counter()
+        stack = [{str(root)!r}]
+        while stack:
+            with os.scandir(stack.pop()) as listing:
+                for entry in listing:
+                    if entry.is_dir():
+                        stack.append(entry.path)
+                    else:
+                        entry.stat()
+        print(time.perf_counter() - started)
+        """
     cold, cold_fp = python(code, env).split()
     warm_runs = [python(code, env).split() for _ in range(3)]
     warm = min(float(t) for t, _ in warm_runs)
-    assert all(fp == cold_fp for _, fp in warm_runs), "warm fingerprint differs from cold"
+    per_file_runs = [python(per_file_code, env).split() for _ in range(3)]
+    per_file = min(float(t) for t, _ in per_file_runs)
+    floor = min(float(python(floor_code, env)) for _ in range(3))
+    fingerprints = {fp for _, fp in warm_runs + per_file_runs}
+    assert fingerprints == {cold_fp}, "warm fingerprint differs from cold"
     print(f"3. {count} files of {size // 1024} KiB ({written // MB} MB), fresh process each run")
     print(f"   cold (empty cache, hash + store)  {float(cold) * 1000:8.1f} ms")
     print(f"   warm (stat + cache lookup)        {warm * 1000:8.1f} ms   (best of 3)")
+    print(f"   warm, per-file rows only          {per_file * 1000:8.1f} ms   (best of 3)")
+    print(f"   floor: scandir + stat, no hashing {floor * 1000:8.1f} ms   (best of 3)")
     print(f"   warm vs cold: {verdict(float(cold) / warm, 20)}")
     shutil.rmtree(root)
 

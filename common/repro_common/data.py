@@ -37,6 +37,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +46,14 @@ from typing import Any, NamedTuple
 
 import blake3
 
-from repro_common.fingerprint_cache import FingerprintCache, open_cache, stat_key
+from repro_common.fingerprint_cache import (
+    STAT_KEY_SIZE,
+    FingerprintCache,
+    open_cache,
+    stat_key,
+    stat_keys,
+    unpack_stat_keys,
+)
 
 PREFIX = "blake3:"
 SUPPORTED_KINDS = (
@@ -105,14 +113,21 @@ class FingerprintResult:
     partial: bool = False
     items_hashed: int | None = None
     items_total: int | None = None
-    raw_entries: list[tuple[bytes, int, bytes]] = field(default_factory=list, repr=False)
+    # What a folder digest covers (see `_pack_entry`), decoded only when asked for:
+    # a folder answered from the cache then builds no per-file objects.
+    packed_entries: bytes = field(default=b"", repr=False)
+
+    @property
+    def raw_entries(self) -> list[tuple[bytes, int, bytes]]:
+        """(relative path, size, digest) per file, sorted by path."""
+        return list(_unpack_entries(self.packed_entries))
 
     @property
     def entries(self) -> list[FileEntry]:
         """Every file, sorted by relative POSIX path (built on demand: folders can be large)."""
         return [
             FileEntry(os.fsdecode(rel), size, PREFIX + digest.hex())
-            for rel, size, digest in self.raw_entries
+            for rel, size, digest in _unpack_entries(self.packed_entries)
         ]
 
     def listing(self) -> list[dict[str, Any]]:
@@ -136,7 +151,7 @@ class _Context:
     max_items: int | None
     cache: FingerprintCache | None
     progress: ProgressFn | None
-    raw_entries: list[tuple[bytes, int, bytes]] = field(default_factory=list)
+    packed_entries: bytes = b""
     files: int | None = None
 
 
@@ -169,7 +184,7 @@ def fingerprint_details(
         partial=node.partial,
         items_hashed=node.items_hashed,
         items_total=node.items_total,
-        raw_entries=ctx.raw_entries,
+        packed_entries=ctx.packed_entries,
     )
 
 
@@ -724,16 +739,20 @@ def _path_node(path: str, ctx: _Context) -> tuple[str, _Node]:
         files = [_FileStat(os.fsencode(absolute), st.st_size, stat_key(st))]
         digest, size = _file_digests(files, b"", ctx, tree=False)[0]
         ctx.files = 1
-        ctx.raw_entries = [(os.fsencode(os.path.basename(absolute)), size, digest)]
+        ctx.packed_entries = _pack_entry(os.fsencode(os.path.basename(absolute)), size, digest)
         return "file", _Node(digest, size=size)
     if stat.S_ISDIR(st.st_mode):
         return "directory", _directory_node(os.fsencode(absolute), st, ctx)
     raise OSError(errno.EINVAL, "not a regular file or directory (cannot fingerprint it)", path)
 
 
-def _path_error(exc: OSError, path: str | bytes) -> OSError:
-    """Keep the errno but always name the path the user gave or the file we stopped at."""
-    where = os.fsdecode(exc.filename if exc.filename is not None else path)
+def _path_error(exc: OSError, path: str | bytes, *, exact: bool = False) -> OSError:
+    """Keep the errno but always name the path the user gave or the file we stopped at.
+
+    With `exact`, `path` wins over the exception's filename (a bare name when the
+    call was relative to a folder's fd).
+    """
+    where = os.fsdecode(path if exact or exc.filename is None else exc.filename)
     if exc.errno == errno.ELOOP:
         return OSError(errno.ELOOP, "symlink loop (too many levels of symbolic links)", where)
     return type(exc)(exc.errno, exc.strerror or str(exc), where)
@@ -747,80 +766,213 @@ class _FileStat(NamedTuple):
     key: bytes
 
 
-def _walk(root: bytes, root_st: os.stat_result) -> list[_FileStat]:
-    """Every regular file under `root` (relative POSIX paths); symlinks followed, loops refused.
+class _Walk(NamedTuple):
+    """The regular files under a folder, one group per sub-folder in walk order, and its signature.
 
-    Paths stay bytes: no decoding cost per file, and names that are not valid
-    UTF-8 still hash and cache exactly.
+    A group is (relative prefix, NUL-joined names, stat keys back to back): no
+    per-file objects outlive their folder's scan.
     """
-    found: list[_FileStat] = []
+
+    groups: list[tuple[bytes, bytes, bytes]]
+    signature: bytes
+    files: int
+    size: int
+
+
+# Each folder is opened once and its entries stat'ed relative to that fd
+# (fstatat): cheaper than resolving every file's full path again.
+_STAT_AT = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
+_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_WALK_TAG = b"mlrepro.walk/1"
+_ENTRY_STAT = os.DirEntry.stat
+_MODE = operator.attrgetter("st_mode")
+_SIZE = operator.attrgetter("st_size")
+_NAME = operator.attrgetter("name")
+
+
+def _walk(root: bytes, root_st: os.stat_result) -> _Walk:
+    """Every regular file under `root` (symlinks followed, loops refused) and the walk's signature.
+
+    The signature covers each file's relative path and stat key in walk order, so
+    an unchanged folder is answered by one cache lookup (a different readdir order
+    only misses). Beyond its stat, a file costs only a few C-level passes per
+    folder: on a warm run this walk is nearly all the time. Paths stay bytes, so
+    names that are not UTF-8 hash exactly.
+    """
+    groups: list[tuple[bytes, bytes, bytes]] = []
+    signature = blake3.blake3(_WALK_TAG)
+    files = size = 0
     stack: list[tuple[bytes, bytes, frozenset[tuple[int, int]]]] = [
         (root, b"", frozenset({(root_st.st_dev, root_st.st_ino)}))
     ]
-    regular, folder = stat.S_ISREG, stat.S_ISDIR
     while stack:
         directory, prefix, ancestors = stack.pop()
+        entries, stats = _read_folder(directory)
+        if not all(map(stat.S_ISREG, map(_MODE, stats))):
+            entries, stats, folders = _split_folder(directory, prefix, ancestors, entries, stats)
+            stack.extend(folders)
+        if not stats:
+            continue
+        names = os.fsencode("\0".join(map(_NAME, entries)))
+        keys = stat_keys(stats)
+        signature.update(_u64(len(prefix)) + prefix + _u64(len(stats)) + _u64(len(names)))
+        signature.update(names)
+        signature.update(keys)
+        groups.append((prefix, names, keys))
+        files += len(stats)
+        size += sum(map(_SIZE, stats))
+    return _Walk(groups, signature.digest(), files, size)
+
+
+def _read_folder(directory: bytes) -> tuple[list[os.DirEntry[str]], list[os.stat_result]]:
+    """The entries of one folder with their stats (symlinks followed)."""
+    if not _STAT_AT:
+        return _stat_entries(directory, _list_folder(os.fsdecode(directory), directory))
+    try:
+        fd = os.open(directory, _FOLDER_FLAGS)
+    except OSError as exc:
+        raise _path_error(exc, directory) from None
+    try:
+        return _stat_entries(directory, _list_folder(fd, directory))
+    finally:
+        os.close(fd)
+
+
+def _list_folder(target: int | str, directory: bytes) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(target) as listing:
+            return list(listing)
+    except OSError as exc:
+        raise _path_error(exc, directory, exact=True) from None
+
+
+def _stat_entries(
+    directory: bytes, entries: list[os.DirEntry[str]]
+) -> tuple[list[os.DirEntry[str]], list[os.stat_result]]:
+    try:
+        return entries, list(map(_ENTRY_STAT, entries))
+    except OSError:
+        pass  # stat them one by one to name the entry that failed
+    for entry in entries:
         try:
-            with os.scandir(directory) as listing:
-                entries = list(listing)
+            entry.stat()
         except OSError as exc:
-            raise _path_error(exc, directory) from None
-        for entry in entries:
-            try:
-                st = entry.stat()
-            except FileNotFoundError as exc:
-                if entry.is_symlink():
-                    raise OSError(
-                        errno.ENOENT, "broken symbolic link", os.fsdecode(entry.path)
-                    ) from None
-                raise _path_error(exc, entry.path) from None
-            except OSError as exc:
-                raise _path_error(exc, entry.path) from None
-            mode = st.st_mode
-            if regular(mode):
-                found.append(_FileStat(prefix + entry.name, st.st_size, stat_key(st)))
-            elif folder(mode):
-                key = (st.st_dev, st.st_ino)
-                if key in ancestors:
-                    raise OSError(
-                        errno.ELOOP,
-                        "symlink loop (a folder links back to its ancestor)",
-                        os.fsdecode(entry.path),
-                    )
-                stack.append((entry.path, prefix + entry.name + b"/", ancestors | {key}))
-            else:
-                raise OSError(
-                    errno.EINVAL,
-                    "not a regular file or directory (cannot fingerprint it)",
-                    os.fsdecode(entry.path),
-                )
-    return found
+            path = os.path.join(directory, os.fsencode(entry.name))
+            if isinstance(exc, FileNotFoundError) and entry.is_symlink():
+                raise OSError(errno.ENOENT, "broken symbolic link", os.fsdecode(path)) from None
+            raise _path_error(exc, path, exact=True) from None
+    return entries, [entry.stat() for entry in entries]
+
+
+def _split_folder(
+    directory: bytes,
+    prefix: bytes,
+    ancestors: frozenset[tuple[int, int]],
+    entries: list[os.DirEntry[str]],
+    stats: list[os.stat_result],
+) -> tuple[
+    list[os.DirEntry[str]],
+    list[os.stat_result],
+    list[tuple[bytes, bytes, frozenset[tuple[int, int]]]],
+]:
+    """A folder that holds more than regular files: its files, its sub-folders to walk, or an error."""
+    files: list[os.DirEntry[str]] = []
+    file_stats: list[os.stat_result] = []
+    folders: list[tuple[bytes, bytes, frozenset[tuple[int, int]]]] = []
+    for entry, st in zip(entries, stats, strict=True):
+        if stat.S_ISREG(st.st_mode):
+            files.append(entry)
+            file_stats.append(st)
+            continue
+        name = os.fsencode(entry.name)
+        path = os.path.join(directory, name)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(
+                errno.EINVAL,
+                "not a regular file or directory (cannot fingerprint it)",
+                os.fsdecode(path),
+            )
+        key = (st.st_dev, st.st_ino)
+        if key in ancestors:
+            raise OSError(
+                errno.ELOOP,
+                "symlink loop (a folder links back to its ancestor)",
+                os.fsdecode(path),
+            )
+        folders.append((path, prefix + name + b"/", ancestors | {key}))
+    return files, file_stats, folders
 
 
 _LEN_SIZE = struct.Struct("<QQ")
+_DIGEST_SIZE = 32
+
+
+def _pack_entry(relative: bytes, size: int, digest: bytes) -> bytes:
+    """One file as a folder digest covers it: lengths, relative path, blake3 digest."""
+    return _LEN_SIZE.pack(len(relative), size) + relative + digest
+
+
+def _unpack_entries(packed: bytes) -> Iterator[tuple[bytes, int, bytes]]:
+    """(relative path, size, digest) per file from a packed listing, in order."""
+    offset = 0
+    while offset < len(packed):
+        length, size = _LEN_SIZE.unpack_from(packed, offset)
+        start = offset + _LEN_SIZE.size
+        offset = start + length + _DIGEST_SIZE
+        yield packed[start : start + length], size, packed[start + length : offset]
 
 
 def _directory_node(root: bytes, root_st: os.stat_result, ctx: _Context) -> _Node:
-    files = _walk(root, root_st)
+    """A folder's digest: from its cached listing when the walk matches, else file by file."""
+    walked_at = time.time_ns()  # before the first stat: the racy window counts from here
+    walk = _walk(root, root_st)
+    cache = ctx.cache
+    packed = cache.lookup_listing(root, walk.signature) if cache is not None else None
+    if packed is not None:
+        size = walk.size
+        if ctx.progress is not None:
+            ctx.progress(size, size)
+    else:
+        packed, size = _hash_folder(root, walk, ctx, walked_at)
+    hasher = _hasher()
+    hasher.update(_tag("mlrepro.dir/1"))
+    hasher.update(_u64(walk.files))
+    hasher.update(packed)
+    ctx.packed_entries = packed
+    ctx.files = walk.files
+    return _Node(hasher.digest(), size=size)
+
+
+def _hash_folder(root: bytes, walk: _Walk, ctx: _Context, walked_at: int) -> tuple[bytes, int]:
+    """The packed listing from per-file digests (cached or hashed) and its size.
+
+    It becomes the folder's row only if every file read back the size its stat
+    said (otherwise it changed under us) and none is within the racy window.
+    """
+    files: list[_FileStat] = []
+    newest = -1 << 63
+    for prefix, names, keys in walk.groups:
+        split = names.split(b"\0")
+        for i, (_, _, size, mtime) in enumerate(unpack_stat_keys(keys)):
+            key = keys[i * STAT_KEY_SIZE : (i + 1) * STAT_KEY_SIZE]
+            files.append(_FileStat(prefix + split[i], size, key))
+            newest = max(newest, mtime)
     files.sort(key=operator.itemgetter(0))
     digests = _file_digests(files, os.path.join(root, b""), ctx, tree=True)
     listing = bytearray()
     pack = _LEN_SIZE.pack
-    raw = []
-    size = 0
-    for (relative, _, _), (digest, length) in zip(files, digests, strict=True):
+    total = 0
+    complete = True
+    for (relative, expected, _), (digest, length) in zip(files, digests, strict=True):
         listing += pack(len(relative), length)
         listing += relative
         listing += digest
-        raw.append((relative, length, digest))
-        size += length
-    hasher = _hasher()
-    hasher.update(_tag("mlrepro.dir/1"))
-    hasher.update(_u64(len(files)))
-    hasher.update(listing)
-    ctx.raw_entries = raw
-    ctx.files = len(files)
-    return _Node(hasher.digest(), size=size)
+        total += length
+        complete = complete and length == expected
+    packed = bytes(listing)
+    if ctx.cache is not None and complete:
+        ctx.cache.store_listing(root, walk.signature, packed, newest, walked_at)
+    return packed, total
 
 
 def _file_digests(

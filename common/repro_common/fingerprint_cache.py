@@ -1,8 +1,11 @@
 """Per-file digest cache, so re-fingerprinting an unchanged folder costs only `stat` calls.
 
 Keyed like DVC's state database: a digest is reused only while the file's
-(path, device, inode, size, mtime_ns) are all unchanged. SQLite in WAL mode lets
-several processes (DataLoader workers, parallel jobs) read and write at once.
+(path, device, inode, size, mtime_ns) are all unchanged. A second table keeps,
+per folder, the signature of its last walk (every file's path and stat key) and
+the listing its digest covers, so an unchanged folder costs one lookup, not one
+per file. SQLite in WAL mode lets several processes (DataLoader workers,
+parallel jobs) read and write at once.
 A cache is an optimisation, never a dependency: a corrupt or unwritable one is
 ignored with one warning and everything is hashed afresh.
 """
@@ -15,7 +18,7 @@ import struct
 import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 CACHE_FILE = "fingerprints-v1.sqlite3"
@@ -34,13 +37,37 @@ CREATE TABLE IF NOT EXISTS file_digests (
     digest BLOB NOT NULL
 ) WITHOUT ROWID
 """
+# One row per fingerprinted folder: `signature` is a blake3 digest of its walk (see
+# data._walk), `listing` the exact bytes its folder digest is computed over.
+_TREE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tree_digests (
+    root BLOB PRIMARY KEY,
+    signature BLOB NOT NULL,
+    listing BLOB NOT NULL
+) WITHOUT ROWID
+"""
 _STAT = struct.Struct("<3Qq")
 _U64 = (1 << 64) - 1
+STAT_KEY_SIZE = _STAT.size
 
 
 def stat_key(st: os.stat_result) -> bytes:
     """What must be unchanged for a cached digest to be trusted: device, inode, size, mtime_ns."""
     return _STAT.pack(st.st_dev & _U64, st.st_ino & _U64, st.st_size, st.st_mtime_ns)
+
+
+def stat_keys(stats: list[os.stat_result]) -> bytes:
+    """`stat_key` of each, back to back, with no Python call per file (warm walks live on this)."""
+    pack = _STAT.pack
+    try:
+        return b"".join([pack(s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns) for s in stats])
+    except struct.error:  # a negative device or inode number (not on Linux): mask them
+        return b"".join(map(stat_key, stats))
+
+
+def unpack_stat_keys(keys: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """(device, inode, size, mtime_ns) of each key in a `stat_keys` blob."""
+    return _STAT.iter_unpack(keys)
 
 
 def key_mtime_ns(key: bytes) -> int:
@@ -78,6 +105,7 @@ class FingerprintCache:
         self._conn: sqlite3.Connection | None = None
         self._disabled = False
         self._readonly = False
+        self._trees = False
 
     # -- connection -------------------------------------------------------
     def _connection(self) -> sqlite3.Connection | None:
@@ -105,7 +133,17 @@ class FingerprintCache:
             self._fail(exc)
             return None
         self._conn = conn
+        self._trees = self._tree_table(conn)
         return conn
+
+    def _tree_table(self, conn: sqlite3.Connection) -> bool:
+        """Add the folder table; a read-only cache from an older version keeps its per-file rows."""
+        try:
+            self._retry_locked(lambda: conn.execute(_TREE_SCHEMA))
+        except sqlite3.OperationalError as exc:
+            self._fail_write(exc)
+            return False
+        return True
 
     @staticmethod
     def _retry_locked(fn):  # type: ignore[no-untyped-def]
@@ -177,6 +215,22 @@ class FingerprintCache:
                 return {}
         return {path: (key, digest) for path, key, digest in rows}
 
+    def lookup_listing(self, root: bytes, signature: bytes) -> bytes | None:
+        """The listing stored for the folder `root` if its last walk had exactly this signature."""
+        with self._lock:
+            conn = self._connection()
+            if conn is None or not self._trees:
+                return None
+            try:
+                row = conn.execute(
+                    "SELECT listing FROM tree_digests WHERE root = ? AND signature = ?",
+                    (root, signature),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                self._fail(exc)
+                return None
+        return row[0] if row else None
+
     # -- writes -----------------------------------------------------------
     def store(self, entries: Iterable[tuple[bytes, bytes, bytes]]) -> int:
         """Remember (path, stat key, digest) of files not modified within the racy window."""
@@ -206,6 +260,34 @@ class FingerprintCache:
                     self._fail(exc)
                 return 0
         return len(rows)
+
+    def store_listing(
+        self, root: bytes, signature: bytes, listing: bytes, newest_mtime_ns: int, walked_at_ns: int
+    ) -> bool:
+        """Remember a folder's listing under its walk signature, unless a file is racy.
+
+        One file modified within RACY_WINDOW_NS of the walk (`walked_at_ns`, taken
+        before the first stat) may change again without its stat key changing, so
+        the whole row would be wrong: `newest_mtime_ns` must be older than that.
+        """
+        if newest_mtime_ns >= walked_at_ns - RACY_WINDOW_NS or self._readonly:
+            return False
+        with self._lock:
+            conn = self._connection()
+            if conn is None or not self._trees:
+                return False
+            try:
+                conn.execute(
+                    "INSERT OR REPLACE INTO tree_digests (root, signature, listing) VALUES (?, ?, ?)",
+                    (root, signature, listing),
+                )
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):
+                    self._fail_write(exc)
+                else:
+                    self._fail(exc)
+                return False
+        return True
 
     def close(self) -> None:
         with self._lock:

@@ -176,4 +176,5 @@ def test_four_processes_share_the_cache_safely(tmp_path: Path, cache_dir: Path) 
     with sqlite3.connect(cache_dir / fingerprint_cache.CACHE_FILE) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT count(*) FROM file_digests").fetchone()[0] == 240
+        assert conn.execute("SELECT count(*) FROM tree_digests").fetchone()[0] == 4
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
