@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from repro_common.environment import kill_group
@@ -38,6 +39,9 @@ _source_texts: dict[tuple[str, str, str], str] = {}  # (root, path, digest) -> n
 # Module files of a checkout already checked against git: the record of the
 # unversioned ones, None for those git tracks.
 _module_files: dict[str, dict[str, dict[str, Any] | None]] = {}
+# Names in sys.modules already looked at per checkout: each capture (one per run)
+# then scans only modules imported since, not the thousands MLflow brings.
+_scanned_modules: dict[str, set[str]] = {}
 
 
 class GitError(RuntimeError):
@@ -146,15 +150,19 @@ def _excluded_prefixes() -> tuple[str, ...]:
     return tuple(os.path.join(os.path.abspath(p), "") for p in prefixes if p)
 
 
-def module_files_in(root: str) -> list[str]:
-    """Repo-relative paths of Python source files that imported modules ran from."""
+def module_files_in(root: str, names: Iterable[str] | None = None) -> list[str]:
+    """Repo-relative paths of Python source files that imported modules ran from.
+
+    `names` limits the scan to those entries of sys.modules (default: all of them).
+    """
     roots = {os.path.join(root, "")}
     real = os.path.realpath(root)
     roots.add(os.path.join(real, ""))
     excluded = _excluded_prefixes()
     found: set[str] = set()
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
+    modules = sys.modules
+    for name in list(modules) if names is None else names:
+        path = getattr(modules.get(name), "__file__", None)
         if not isinstance(path, str) or not path.endswith((".py", ".pyw")):
             continue
         path = os.path.abspath(path)
@@ -246,7 +254,10 @@ def refresh_sources(section: dict[str, Any], errors: list[dict[str, Any]]) -> No
     if not root or root not in _module_files:
         return  # git was not read: outside a repository, or git failed
     known = _module_files[root]
-    new = [p for p in module_files_in(root) if p not in known]
+    seen = _scanned_modules.setdefault(root, set())
+    names = sys.modules.keys() - seen
+    seen.update(names)
+    new = [p for p in module_files_in(root, names) if p not in known]
     if new:
         try:
             listed = _finish_git(
@@ -351,7 +362,8 @@ def collect_code(errors: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _collect_git(root: str, section: dict[str, Any]) -> None:
     env = _git_env()
-    candidates = module_files_in(root)
+    names = set(sys.modules)
+    candidates = module_files_in(root, names)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs.append(
@@ -393,6 +405,7 @@ def _collect_git(root: str, section: dict[str, Any]) -> None:
     section["untracked_truncated"] = len(untracked) > UNTRACKED_MAX
 
     _module_files.pop(root, None)  # a fresh collection reads every module again
+    _scanned_modules[root] = names
     _classify_modules(root, candidates, tracked)
     sources = _unversioned_records(root)
     section["unversioned_sources"] = sources
