@@ -16,11 +16,13 @@ two params and one metric per step (--steps, default 10), one request each.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -57,12 +59,20 @@ for index in range(runs):
 """
 
 
-def requests_logged(server_log: Path, offset: int) -> tuple[int, int]:
-    """(API requests the server logged after `offset`, the new offset)."""
+REQUEST = re.compile(rb'"(GET|POST|PUT|PATCH|DELETE) (/api/[^ ?"]*)[^"]* HTTP/1.1" ')
+
+
+def requests_logged(server_log: Path, offset: int) -> tuple[Counter[str], int]:
+    """(API requests the server logged after `offset`, by endpoint; the new offset)."""
     with open(server_log, "rb") as handle:
         handle.seek(offset)
         text = handle.read()
-    return text.count(b' HTTP/1.1" '), offset + len(text)
+    kinds: Counter[str] = Counter()
+    for method, path in REQUEST.findall(text):
+        if path.startswith(b"/api/2.0/mlflow-artifacts/"):
+            path = b"/api/2.0/mlflow-artifacts/artifacts/<file>"
+        kinds[f"{method.decode()} {path.decode()}"] += 1
+    return kinds, offset + len(text)
 
 
 def one_round(
@@ -74,7 +84,7 @@ def one_round(
     runs: int,
     steps: int,
     disabled: bool,
-) -> tuple[float, int]:
+) -> tuple[float, Counter[str]]:
     """(seconds from the start line to the last worker's exit, requests the server served meanwhile)."""
     for stale in [*repo.glob("ready-*"), repo / "go.flag"]:
         stale.unlink(missing_ok=True)
@@ -153,6 +163,7 @@ def main() -> None:
                 server_log = work / "server" / "server.log"
                 times: dict[str, list[float]] = {"plugin": [], "disabled": []}
                 served: dict[str, list[int]] = {"plugin": [], "disabled": []}
+                kinds: dict[str, Counter[str]] = {"plugin": Counter(), "disabled": Counter()}
                 # Warm-up round (server caches, connection pools, first S3 client), not counted.
                 client.create_experiment("warmup")
                 one_round(
@@ -179,10 +190,11 @@ def main() -> None:
                             f"{made} runs, expected {args.processes * args.runs}"
                         )
                         times[mode].append(seconds)
-                        served[mode].append(requests)
+                        served[mode].append(sum(requests.values()))
+                        kinds[mode].update(requests)
                         print(
                             f"round {number} {mode:8s} {seconds:6.2f}s  {made / seconds:6.2f} runs/s"
-                            f"  {requests / made:5.1f} server requests/run",
+                            f"  {sum(requests.values()) / made:5.1f} server requests/run",
                             flush=True,
                         )
 
@@ -196,6 +208,13 @@ def main() -> None:
     print(
         f"disabled: {rate['disabled']:.2f} runs/s (median), {per_run['disabled']:.1f} requests/run"
     )
+    runs_per_mode = total * args.rounds
+    print("requests per run by endpoint (plugin vs disabled):")
+    for kind in sorted(set(kinds["plugin"]) | set(kinds["disabled"])):
+        with_plugin = kinds["plugin"][kind] / runs_per_mode
+        without = kinds["disabled"][kind] / runs_per_mode
+        extra = f"  (+{with_plugin - without:.1f})" if with_plugin - without >= 0.05 else ""
+        print(f"   {with_plugin:5.1f} {without:5.1f}  {kind}{extra}")
     print(f"ratio plugin/disabled: {rate['plugin'] / rate['disabled']:.3f} (target >= 0.95)")
 
 
