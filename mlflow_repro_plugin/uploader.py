@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 30.0
 FIRST_BACKOFF = 0.05
+FRAME_POLL = 0.005  # how often the worker looks whether `create_run` has returned
+FRAME_WATCH = 1.0  # for this long, before it falls back to backing off
 MAX_BACKOFF = 2.0
 EXPERIMENT_CHUNK = 100
 RANK_SEEDS_WAIT = 3.0  # seconds the record waits for other ranks' seeds (DDP)
@@ -339,11 +341,18 @@ def find_runs(client: Any, job: UploadJob) -> list[str]:
 
     creator_done = False
     if job.frame is not None:
-        run = run_in_frame(job.frame, job.capture_id)
-        if run is not None:
-            return _remember([run], job)
-        if frame_running(job.frame):
-            raise RunNotVisible("create_run has not returned yet")
+        # `create_run` returns within a request's time: watch the frame closely (no
+        # request is made) rather than back off, so the upload starts right after.
+        watch_until = time.monotonic() + FRAME_WATCH
+        while True:
+            run = run_in_frame(job.frame, job.capture_id)
+            if run is not None:
+                return _remember([run], job)
+            if not frame_running(job.frame):
+                break
+            if time.monotonic() >= watch_until:
+                raise RunNotVisible("create_run has not returned yet")
+            time.sleep(FRAME_POLL)
         creator_done = True
     capture_id, experiment_id = job.capture_id, job.experiment_id
     query = f"tags.`{CAPTURE_ID_TAG}` = '{capture_id}'"
