@@ -13,30 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from repro_common import data, fingerprint_cache
+from repro_common import fingerprint_cache
 from repro_common.data import fingerprint, fingerprint_details
 from support.procs import clean_env
 
 OLD = time.time() - 3600  # outside the racy window
-
-
-@pytest.fixture
-def cache_dir() -> Path:
-    return Path(os.environ["MLREPRO_CACHE_DIR"])
-
-
-@pytest.fixture
-def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The files actually read and hashed (not answered from the cache)."""
-    calls: list[str] = []
-    real = data.hash_file
-
-    def counting(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(os.path.basename(os.fsdecode(path)))
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(data, "hash_file", counting)
-    return calls
 
 
 def make_files(root: Path, count: int, mtime: float = OLD) -> Path:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sqlite3
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -18,28 +15,8 @@ import pytest
 from repro_common import data, fingerprint_cache
 from repro_common.data import fingerprint, fingerprint_details
 from repro_common.fingerprint_cache import FingerprintCache
-from support.procs import clean_env
 
 OLD = time.time() - 3600  # outside the racy window
-
-
-@pytest.fixture
-def cache_dir() -> Path:
-    return Path(os.environ["MLREPRO_CACHE_DIR"])
-
-
-@pytest.fixture
-def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The relative names of the files actually read and hashed (not answered from a cache)."""
-    calls: list[str] = []
-    real = data.hash_file
-
-    def counting(path: str | bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(os.path.basename(os.fsdecode(path)))
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(data, "hash_file", counting)
-    return calls
 
 
 @pytest.fixture
@@ -349,41 +326,3 @@ def test_a_read_only_cache_answers_from_folder_rows(
         assert hashed == [] and per_file_lookups == []
         write(root / "extra.bin", b"new")
         assert fingerprint(root) == fingerprint(root, use_cache=False) != first
-
-
-CONCURRENT = """
-import json, sys, warnings
-warnings.simplefilter("error")
-from repro_common.data import fingerprint_details
-results = []
-for _ in range(3):
-    for root in sys.argv[1:]:
-        results.append(fingerprint_details(root).fingerprint)
-print(json.dumps(results))
-"""
-
-
-def test_four_processes_share_folder_rows_safely(tmp_path: Path, cache_dir: Path) -> None:
-    roots = [str(make_tree(tmp_path / f"d{i}")) for i in range(4)]
-    write(Path(roots[0]) / "unique.bin", b"only here")
-    expected = {fingerprint(r, use_cache=False) for r in roots}
-    env = clean_env(MLREPRO_CACHE_DIR=str(cache_dir))
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CONCURRENT, *roots[i:], *roots[:i]],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(4)
-    ]
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        assert "Warning" not in err, err
-        assert set(json.loads(out)) == expected
-    assert set(tree_rows(cache_dir)) == set(roots)
-    with sqlite3.connect(cache_dir / fingerprint_cache.CACHE_FILE) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert {fingerprint(r) for r in roots} == expected
