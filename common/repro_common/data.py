@@ -959,17 +959,12 @@ def _hash_folder(root: bytes, walk: _Walk, ctx: _Context, walked_at: int) -> tup
             newest = max(newest, mtime)
     files.sort(key=operator.itemgetter(0))
     digests = _file_digests(files, os.path.join(root, b""), ctx, tree=True)
-    listing = bytearray()
-    pack = _LEN_SIZE.pack
-    total = 0
-    complete = True
-    for (relative, expected, _), (digest, length) in zip(files, digests, strict=True):
-        listing += pack(len(relative), length)
-        listing += relative
-        listing += digest
-        total += length
-        complete = complete and length == expected
-    packed = bytes(listing)
+    packed = b"".join(
+        _pack_entry(relative, length, digest)
+        for (relative, _, _), (digest, length) in zip(files, digests, strict=True)
+    )
+    total = sum(length for _, length in digests)
+    complete = all(f.size == length for f, (_, length) in zip(files, digests, strict=True))
     if ctx.cache is not None and complete:
         ctx.cache.store_listing(root, walk.signature, packed, newest, walked_at)
     return packed, total

@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 CACHE_FILE = "fingerprints-v1.sqlite3"
 # A file modified this recently may change again within the same mtime tick
@@ -181,55 +182,49 @@ class FingerprintCache:
             "digests are computed but not cached",
         )
 
+    def _write_failed(self, exc: sqlite3.DatabaseError) -> None:
+        """A locked or read-only file stops the writes only; anything else, the whole cache."""
+        if isinstance(exc, sqlite3.OperationalError):
+            self._fail_write(exc)
+        else:
+            self._fail(exc)
+
     # -- reads ------------------------------------------------------------
-    def lookup(self, path: bytes) -> tuple[bytes, bytes] | None:
-        """(stat key, digest) cached for one file (path as bytes, see os.fsencode)."""
+    def _rows(self, query: str, params: tuple[bytes, ...], trees: bool = False) -> list[Any]:
+        """The rows of one query; none when the cache (or, with `trees`, its folder table) is off."""
         with self._lock:
             conn = self._connection()
-            if conn is None:
-                return None
+            if conn is None or (trees and not self._trees):
+                return []
             try:
-                row = conn.execute(
-                    "SELECT stat, digest FROM file_digests WHERE path = ?", (path,)
-                ).fetchone()
+                return conn.execute(query, params).fetchall()
             except sqlite3.Error as exc:
                 self._fail(exc)
-                return None
-        return (row[0], row[1]) if row else None
+                return []
+
+    def lookup(self, path: bytes) -> tuple[bytes, bytes] | None:
+        """(stat key, digest) cached for one file (path as bytes, see os.fsencode)."""
+        rows = self._rows("SELECT stat, digest FROM file_digests WHERE path = ?", (path,))
+        return (rows[0][0], rows[0][1]) if rows else None
 
     def lookup_tree(self, root: bytes) -> dict[bytes, tuple[bytes, bytes]]:
         """path -> (stat key, digest) of every cached file under the folder `root`: one range scan."""
         prefix = os.path.join(root, b"")
         upper = prefix[:-1] + bytes([prefix[-1] + 1])
-        with self._lock:
-            conn = self._connection()
-            if conn is None:
-                return {}
-            try:
-                rows = conn.execute(
-                    "SELECT path, stat, digest FROM file_digests WHERE path >= ? AND path < ?",
-                    (prefix, upper),
-                ).fetchall()
-            except sqlite3.Error as exc:
-                self._fail(exc)
-                return {}
+        rows = self._rows(
+            "SELECT path, stat, digest FROM file_digests WHERE path >= ? AND path < ?",
+            (prefix, upper),
+        )
         return {path: (key, digest) for path, key, digest in rows}
 
     def lookup_listing(self, root: bytes, signature: bytes) -> bytes | None:
         """The listing stored for the folder `root` if its last walk had exactly this signature."""
-        with self._lock:
-            conn = self._connection()
-            if conn is None or not self._trees:
-                return None
-            try:
-                row = conn.execute(
-                    "SELECT listing FROM tree_digests WHERE root = ? AND signature = ?",
-                    (root, signature),
-                ).fetchone()
-            except sqlite3.Error as exc:
-                self._fail(exc)
-                return None
-        return row[0] if row else None
+        rows = self._rows(
+            "SELECT listing FROM tree_digests WHERE root = ? AND signature = ?",
+            (root, signature),
+            trees=True,
+        )
+        return rows[0][0] if rows else None
 
     # -- writes -----------------------------------------------------------
     def store(self, entries: Iterable[tuple[bytes, bytes, bytes]]) -> int:
@@ -254,10 +249,7 @@ class FingerprintCache:
                     conn.execute("ROLLBACK")
                     raise
             except sqlite3.DatabaseError as exc:
-                if isinstance(exc, sqlite3.OperationalError):
-                    self._fail_write(exc)
-                else:
-                    self._fail(exc)
+                self._write_failed(exc)
                 return 0
         return len(rows)
 
@@ -282,10 +274,7 @@ class FingerprintCache:
                     (root, signature, listing),
                 )
             except sqlite3.DatabaseError as exc:
-                if isinstance(exc, sqlite3.OperationalError):
-                    self._fail_write(exc)
-                else:
-                    self._fail(exc)
+                self._write_failed(exc)
                 return False
         return True
 
