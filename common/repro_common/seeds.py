@@ -441,11 +441,16 @@ def _ranks(global_seed: int | None) -> dict[str, Any]:
     if store is not None:
         if global_seed is not None:
             store.set(_RANK_SEED_KEY.format(rank=rank), str(global_seed))
-        for other in range(world_size):
-            key = _RANK_SEED_KEY.format(rank=other)
-            if other != rank and store.check([key]):
-                known[str(other)] = int(store.get(key))
+        _read_posted(store, world_size, known, skip=rank)
     return {"world_size": world_size, "global_rank": rank, "seeds": known}
+
+
+def _read_posted(store: Any, world_size: int, known: dict[str, Any], skip: int) -> None:
+    """Add to `known` the seed of each rank (but `skip`) that has posted one; never waits."""
+    for other in range(world_size):
+        key = _RANK_SEED_KEY.format(rank=other)
+        if other != skip and str(other) not in known and store.check([key]):
+            known[str(other)] = int(store.get(key))
 
 
 # A non-zero rank waits this long for the process group before giving up on announcing.
@@ -503,10 +508,7 @@ def await_rank_seeds(ranks: dict[str, Any], timeout: float) -> dict[str, Any]:
     try:
         store = _process_group_store()
         while store is not None:
-            for other in range(world_size):
-                key = _RANK_SEED_KEY.format(rank=other)
-                if str(other) not in known and store.check([key]):
-                    known[str(other)] = int(store.get(key))
+            _read_posted(store, world_size, known, skip=int(ranks.get("global_rank") or 0))
             if len(known) >= world_size or time.monotonic() >= deadline:
                 break
             time.sleep(ANNOUNCE_POLL_S)
