@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -105,8 +107,70 @@ def on_track(item: dict[str, Any]) -> None:
         )
 
 
+_run_inputs: dict[str, dict[str, dict[str, Any]]] = {}
+_run_inputs_lock = threading.Lock()
+
+
+def run_inputs(run_id: str) -> list[dict[str, Any]]:
+    """The inputs that belong to one MLflow run only (found by a callback of its training)."""
+    with _run_inputs_lock:
+        return [dict(item) for item in _run_inputs.get(run_id, {}).values()]
+
+
+def training_runs(hosts: Sequence[Any]) -> list[tuple[Any, str]]:
+    """(client, run id) of the MLflow runs a training logs to: its MLFlowLoggers, else the
+    active fluent run (autolog). Only runs that exist already: nothing is created here."""
+    targets = [
+        (host.experiment, str(host.run_id))
+        for host in hosts
+        if type(host).__name__ == "MLFlowLogger" and getattr(host, "_run_id", None)
+    ]
+    if targets:
+        return targets
+    mlflow = sys.modules.get("mlflow")
+    run = mlflow.active_run() if mlflow is not None else None
+    if run is None:
+        return []
+    from mlflow.tracking import MlflowClient
+
+    return [(MlflowClient(), run.info.run_id)]
+
+
+def on_run_inputs(items: list[dict[str, Any]], hosts: Sequence[Any]) -> None:
+    """Core run-inputs listener: the inputs another tracker's callback found for a training
+    join the MLflow runs of the same training (tags, Datasets panel, refreshed manifest)."""
+    from mlflow_repro_plugin.provider import CAPTURE_ID_TAG, disabled
+    from mlflow_repro_plugin.uploader import UploadJob, schedule, warn_once
+
+    if disabled() or "mlflow" not in sys.modules:
+        return
+    try:
+        for client, run_id in training_runs(hosts):
+            with _run_inputs_lock:
+                _run_inputs.setdefault(run_id, {}).update({str(i["name"]): i for i in items})
+            capture_id, track = "", None
+            mlflow = sys.modules["mlflow"]
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == run_id:
+                capture_id = active.data.tags.get(CAPTURE_ID_TAG, "")
+                track = active.data.tags.get("repro.track")
+            schedule(
+                UploadJob(
+                    capture_id=capture_id,  # empty: the uploader knows the runs it recorded
+                    manifest=None,
+                    client=client,
+                    run_id=run_id,
+                    refresh_items=[dict(item) for item in items],
+                    track=track,
+                )
+            )
+    except Exception as exc:  # recording inputs must never fail the training
+        warn_once("run-inputs", "mlrepro could not add a training's inputs to MLflow: %r", exc)
+
+
 def install() -> None:
-    """Register `on_track` with the core (idempotent: the core keeps one copy)."""
+    """Register `on_track` and `on_run_inputs` with the core (idempotent: it keeps one copy)."""
     from repro_common import data
 
     data.add_listener(on_track)
+    data.add_run_listener(on_run_inputs)

@@ -64,6 +64,9 @@ _PERMANENT_MLFLOW_CODES = {
 }
 
 _warned: set[str] = set()
+# run id -> (capture id, track) of the runs this process recorded: a later refresh of one
+# (inputs a training found, reaching its MLFlowLogger run) needs both without a request.
+_created: dict[str, tuple[str, str]] = {}
 _warned_lock = threading.Lock()
 
 
@@ -447,6 +450,8 @@ def process(job: UploadJob) -> None:
             error_entry("artifacts", exc)["error"],
         )
         return
+    for run_id in job.run_ids:
+        _created[run_id] = (job.capture_id, job.manifest.track)
     _complete_ranks(job.manifest, job.deadline)
     errors = list(job.manifest.errors)
     files = _files(job.manifest, errors)
@@ -526,10 +531,12 @@ def _refresh(client: Any, job: UploadJob) -> None:
 
     run_id = job.run_id or ""
     datasets.log_items(client, run_id, job.refresh_items or [], job.deadline)
+    if not job.capture_id and run_id in _created:  # a run this process created (MLFlowLogger)
+        job.capture_id, job.track = _created[run_id]
     if not job.capture_id:
         return  # not a run we recorded (created with MLREPRO_DISABLE=1, or by another tool)
     try:
-        manifest = capture(track=job.track)
+        manifest = capture(track=job.track, inputs=datasets.run_inputs(run_id))
         files = _refreshed_files(manifest, job.refresh_items or [])
         retry(lambda: _log_files(client, run_id, files), job.deadline)
         from mlflow.entities import RunTag

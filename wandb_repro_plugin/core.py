@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from repro_common import capture, track_data
+from repro_common import capture
 from repro_common.artifacts import ARTIFACT_DIR, artifact_files
 from repro_common.capture import disabled
+from repro_common.data import SKIPPED, describe_input, publish_run_inputs, unfingerprinted_input
 from repro_common.isolation import error_entry, guarded
 from repro_common.manifest import TRACKS, Manifest
 
@@ -107,8 +108,15 @@ def record_run(
     ranks: dict[str, Any] | None = None,
     errors: list[dict[str, Any]] | None = None,
     skipped: dict[str, str] | None = None,
+    hosts: Sequence[Any] = (),
 ) -> Manifest | None:
-    """attach() with what the callbacks add: rank seeds, their own errors, skipped inputs."""
+    """attach() with what the callbacks add: rank seeds, their own errors, skipped inputs.
+
+    `data` and `skipped` belong to this run only: they go into its record (a skipped
+    input with its reason and no fingerprint), never into the process-wide registry,
+    and reach the other trackers of the same training (`hosts`, e.g. the trainer's
+    loggers) through the core's run-inputs event.
+    """
     if disabled():
         return None
     run = run if run is not None else active_run()
@@ -119,13 +127,25 @@ def record_run(
         return None
     if getattr(run, "disabled", False):
         return None
+    if getattr(run, "_is_finished", False):
+        warn(
+            f"W&B run {getattr(run, 'id', '?')} is finished; its record is left as it was "
+            "(attach before run.finish())"
+        )
+        return None
 
     early: list[dict[str, Any]] = list(errors or [])
     skipped = dict(skipped or {})
+    inputs: list[dict[str, Any]] = []
     for name, obj in (data or {}).items():
-        register_input(name, obj, early, skipped)
+        run_input(name, obj, inputs, early, skipped)
+    inputs += [
+        unfingerprinted_input(name, SKIPPED, reason)
+        for name, reason in skipped.items()
+        if name not in {item["name"] for item in inputs}
+    ]
 
-    manifest: Manifest | None = guarded("capture", lambda: capture(track), None, early)
+    manifest: Manifest | None = guarded("capture", lambda: capture(track, inputs), None, early)
     late: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
     if manifest is not None:
@@ -139,6 +159,7 @@ def record_run(
         if files:
             guarded("run_files", lambda: copy_to_run_dir(run, files), None, late)
             guarded("artifact", lambda: log_artifact(run, manifest, files), None, late)
+        guarded("run_inputs", lambda: publish_run_inputs(inputs, hosts), None, late)
     problems = (manifest.errors if manifest is not None else early) + late
     if problems:
         summary["capture_errors"] = problems
@@ -159,16 +180,25 @@ def record_run(
     return manifest
 
 
-def register_input(
-    name: str, obj: Any, errors: list[dict[str, Any]], skipped: dict[str, str]
+def run_input(
+    name: str,
+    obj: Any,
+    inputs: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    skipped: dict[str, str],
 ) -> None:
-    """track_data(), where an unsupported kind is a note (skipped), not a failure."""
+    """describe_input() for this run's record, where an unsupported kind is a note (skipped),
+    not a failure, and an augmenting dataset is recorded without a fingerprint."""
     try:
-        track_data(obj, name)
+        item, _ = describe_input(obj, name)
     except TypeError as exc:
         skipped[name] = str(exc) or type(obj).__name__
     except Exception as exc:
         errors.append(error_entry(f"data:{name}", exc))
+    else:
+        inputs.append(item)
+        if item.get("fingerprint") is None:
+            skipped[name] = str(item.get("reason"))
 
 
 def copy_to_run_dir(run: Any, files: Mapping[str, bytes]) -> None:

@@ -65,10 +65,21 @@ class ReproCallback:
         found: dict[str, Any] = {}
         guarded("datasets", lambda: found.update(trainer_datasets(trainer, skipped)), None, errors)
         # A name the user tracked (often the file the loaders were built from) wins.
-        already = {item["name"] for item in collect_data([])}
-        inputs = {k: v for k, v in found.items() if k not in already and k not in self.data}
+        # What the callback found belongs to this run only (record_run keeps it out of the
+        # process-wide registry), so the next run of the process finds its own.
+        ours = {item["name"] for item in collect_data([])} | set(self.data)
+        inputs = {k: v for k, v in found.items() if k not in ours}
         inputs.update(self.data)
-        record_run(run, track=self.track, data=inputs, ranks=ranks, errors=errors, skipped=skipped)
+        skipped = {k: v for k, v in skipped.items() if k not in ours}
+        record_run(
+            run,
+            track=self.track,
+            data=inputs,
+            ranks=ranks,
+            errors=errors,
+            skipped=skipped,
+            hosts=list(getattr(trainer, "loggers", None) or []),
+        )
         self._recorded_run = run
 
 

@@ -103,8 +103,12 @@ def reset_cache() -> None:
         _prefetch_thread = None
 
 
-def capture(track: str | None = None) -> Manifest:
-    """The reproducibility record for this process. Never raises for a failing collector."""
+def capture(track: str | None = None, inputs: list[dict[str, Any]] | None = None) -> Manifest:
+    """The reproducibility record for this process. Never raises for a failing collector.
+
+    `inputs` are one run's own data entries (repro_common.data.describe_input): they join
+    the registered inputs in this record only, never the process-wide registry.
+    """
     from repro_common import code, data, environment, seeds
 
     started = time.perf_counter()
@@ -114,7 +118,7 @@ def capture(track: str | None = None) -> Manifest:
     no_seeds: dict[str, Any] = {}
     no_inputs: list[dict[str, Any]] = []
     seed_record = guarded("seeds", lambda: seeds.collect_seeds(errors), no_seeds, errors)
-    inputs = guarded("data", lambda: data.collect_data(errors), no_inputs, errors)
+    inputs = guarded("data", lambda: data.collect_data(errors, inputs), no_inputs, errors)
     env_section = _copy(env)
     if env_section:
         # seed_everything(deterministic=True) sets some of these at run time: read them now.

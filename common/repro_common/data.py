@@ -19,7 +19,12 @@ Encodings (stable: changing one changes fingerprints users have recorded):
   ``ConcatDataset`` (its parts), ``DataLoader`` (dataset plus sampler and batch settings).
 - any other map-style dataset (``__len__`` and ``__getitem__``): every item, in
   index order. Pass ``max_items`` to stop early; the result is then marked
-  ``partial``, never silently sampled.
+  ``partial``, never silently sampled. The items are read twice, each time under
+  its own seeded random state, with every global RNG saved and restored around
+  both reads (repro_common.rng_guard): the training draws exactly what it would
+  have drawn without us, and a dataset whose items differ between the reads
+  (random augmentation) raises `AugmentedDataError` instead of getting a
+  fingerprint of one random draw.
 - the protocol: an object with a ``__fingerprint__()`` method returning ``str`` or
   ``bytes`` (a version id, a content hash it already knows) is fingerprinted by
   that value instead, whatever its type.
@@ -39,7 +44,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -261,7 +266,10 @@ def _bytes_node(obj: bytes | bytearray | memoryview) -> _Node:
 
 
 def _protocol_node(obj: Any) -> _Node:
-    value = obj.__fingerprint__()
+    from repro_common.rng_guard import preserved_rng
+
+    with preserved_rng():  # the user's method runs inside the training's random streams
+        value = obj.__fingerprint__()
     if isinstance(value, str):
         payload = b"s" + value.encode("utf-8", "surrogatepass")
     elif isinstance(value, (bytes, bytearray)):
@@ -535,7 +543,41 @@ def _dataloader_node(loader: Any, torch: Any, ctx: _Context) -> _Node:
     return node
 
 
+class AugmentedDataError(ValueError):
+    """A dataset whose items differ from one read to the next: it has no content fingerprint."""
+
+
+# Each read of a generic dataset gets its own seeded state (the user's is restored after).
+_READ_SEEDS = (0x5EED_0001, 0x5EED_0002)
+
+
 def _dataset_node(dataset: Any, ctx: _Context) -> _Node:
+    """Every item, read twice under different random states: equal reads are content."""
+    from repro_common.rng_guard import preserved_rng, reseeded
+
+    with preserved_rng():
+        reseeded(_READ_SEEDS[0])
+        items: list[bytes] = []
+        node = _read_dataset(dataset, ctx, items.append)
+        reseeded(_READ_SEEDS[1])
+
+        def compare(index: int, digest: bytes) -> None:
+            if digest != items[index]:
+                raise AugmentedDataError(
+                    f"item {index} of {type(dataset).__qualname__} differs between two reads "
+                    "(random augmentation?): its items are not fixed content"
+                )
+
+        _read_dataset(dataset, ctx, None, compare)
+    return node
+
+
+def _read_dataset(
+    dataset: Any,
+    ctx: _Context,
+    keep: Callable[[bytes], None] | None,
+    compare: Callable[[int, bytes], None] | None = None,
+) -> _Node:
     total = len(dataset)
     limit = total if ctx.max_items is None else min(total, ctx.max_items)
     hasher = _hasher()
@@ -557,6 +599,10 @@ def _dataset_node(dataset: Any, ctx: _Context) -> _Node:
             item = _item_node(value, ctx)
         except TypeError as exc:
             raise TypeError(f"item {index} of {type(dataset).__qualname__}: {exc}") from exc
+        if keep is not None:
+            keep(item.digest)
+        if compare is not None:
+            compare(index, item.digest)
         hasher.update(item.digest)
         size += item.size
         partial = partial or item.partial
@@ -1088,7 +1134,66 @@ def hash_file(
 _registry: dict[str, dict[str, Any]] = {}
 _details: dict[str, FingerprintResult] = {}
 _listeners: list[Callable[[dict[str, Any]], None]] = []
+_run_listeners: list[Callable[[list[dict[str, Any]], Sequence[Any]], None]] = []
 _lock = threading.Lock()
+
+SKIPPED = "skipped"
+AUGMENTED = "augmented"
+
+
+def unfingerprinted_input(
+    name: str, kind: str, reason: str, source: str | None = None
+) -> dict[str, Any]:
+    """An input the run read but we could not fingerprint: in the record, with why, never hidden."""
+    return {"name": name, "kind": kind, "fingerprint": None, "reason": reason, "source": source}
+
+
+def describe_input(
+    obj: Any,
+    name: str,
+    source: str | None = None,
+    *,
+    max_items: int | None = None,
+    use_cache: bool = True,
+) -> tuple[dict[str, Any], FingerprintResult | None]:
+    """The manifest entry for one input, without registering it (a run's own inputs).
+
+    A dataset whose items change between reads is described as `augmented`, with the
+    reason and no fingerprint; an unsupported kind raises TypeError.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("track_data needs a non-empty name")
+    if isinstance(obj, (str, os.PathLike)) and source is None:
+        source = os.path.abspath(os.fspath(obj))
+    try:
+        result = fingerprint_details(obj, max_items=max_items, use_cache=use_cache)
+    except AugmentedDataError as exc:
+        reason = (
+            f"{exc}; fingerprint the data underneath instead (its files or arrays, with "
+            f"track_data(<path or array>, {name!r}))"
+        )
+        return unfingerprinted_input(name, AUGMENTED, reason, source), None
+    dvc = None
+    if isinstance(obj, (str, os.PathLike)):
+        from repro_common.dvc import dvc_record
+
+        try:
+            dvc = dvc_record(os.fspath(obj))
+        except Exception as exc:  # the link is a bonus; the fingerprint stands without it
+            warnings.warn(
+                f"mlrepro: cannot read DVC files for {name!r}: {exc}", RuntimeWarning, stacklevel=3
+            )
+    item = {
+        "name": name,
+        "kind": result.kind,
+        "fingerprint": result.fingerprint,
+        "size_bytes": result.size_bytes,
+        "files": result.files,
+        "source": source,
+        "partial": result.partial,
+        "dvc": dvc,
+    }
+    return item, result
 
 
 def track_data(
@@ -1103,37 +1208,22 @@ def track_data(
 
     Both adapters log registered inputs; the manifest's `data` list holds them. A
     second call with the same name replaces the first. Paths also get their DVC
-    version when DVC tracks them.
+    version when DVC tracks them. A dataset that augments its items is registered
+    without a fingerprint (kind `augmented`, with the reason) and a warning.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError("track_data needs a non-empty name")
-    result = fingerprint_details(obj, max_items=max_items, use_cache=use_cache)
-    dvc = None
-    if isinstance(obj, (str, os.PathLike)):
-        from repro_common.dvc import dvc_record
-
-        try:
-            dvc = dvc_record(os.fspath(obj))
-        except Exception as exc:  # the link is a bonus; the fingerprint stands without it
-            warnings.warn(
-                f"mlrepro: cannot read DVC files for {name!r}: {exc}", RuntimeWarning, stacklevel=2
-            )
-        if source is None:
-            source = os.path.abspath(os.fspath(obj))
-    item = {
-        "name": name,
-        "kind": result.kind,
-        "fingerprint": result.fingerprint,
-        "size_bytes": result.size_bytes,
-        "files": result.files,
-        "source": source,
-        "partial": result.partial,
-        "dvc": dvc,
-    }
+    item, result = describe_input(obj, name, source, max_items=max_items, use_cache=use_cache)
+    if result is None:
+        warnings.warn(
+            f"mlrepro: {name!r} is not fingerprinted: {item['reason']}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     with _lock:
         _registry.pop(name, None)
         _registry[name] = item
-        _details[name] = result
+        _details.pop(name, None)
+        if result is not None:
+            _details[name] = result
         listeners = list(_listeners)
     for listener in listeners:
         try:
@@ -1154,10 +1244,17 @@ def _copy_item(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "dvc": dict(dvc) if isinstance(dvc, dict) else dvc}
 
 
-def collect_data(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The registered inputs, in registration order (the manifest's `data`)."""
+def collect_data(
+    errors: list[dict[str, Any]], run_inputs: Iterable[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The manifest's `data`: the registered inputs in registration order, then the run's own
+    (`run_inputs`, found or given for one run only; one of them replaces a registered input
+    of the same name)."""
     with _lock:
-        return [_copy_item(item) for item in _registry.values()]
+        merged = {name: _copy_item(item) for name, item in _registry.items()}
+    for item in run_inputs or ():
+        merged[str(item.get("name"))] = _copy_item(item)
+    return list(merged.values())
 
 
 def tracked_details(name: str) -> FingerprintResult | None:
@@ -1179,6 +1276,42 @@ def remove_listener(fn: Callable[[dict[str, Any]], None]) -> None:
             _listeners.remove(fn)
 
 
+def add_run_listener(fn: Callable[[list[dict[str, Any]], Sequence[Any]], None]) -> None:
+    """Call fn(items, hosts) when one training records inputs of its own (see publish_run_inputs)."""
+    with _lock:
+        if fn not in _run_listeners:
+            _run_listeners.append(fn)
+
+
+def remove_run_listener(fn: Callable[[list[dict[str, Any]], Sequence[Any]], None]) -> None:
+    with _lock:
+        if fn in _run_listeners:
+            _run_listeners.remove(fn)
+
+
+def publish_run_inputs(items: list[dict[str, Any]], hosts: Sequence[Any] = ()) -> None:
+    """One training's own inputs (found at fit start or given to a callback, not registered):
+    every tracker that training logs to records them, so all its records agree.
+
+    `hosts` are the training's loggers (e.g. Lightning's `trainer.loggers`): each adapter
+    picks the ones it knows. A listener that fails is one warning; the training goes on.
+    """
+    if not items:
+        return
+    with _lock:
+        listeners = list(_run_listeners)
+    for listener in listeners:
+        try:
+            listener([_copy_item(item) for item in items], tuple(hosts))
+        except Exception as exc:
+            warnings.warn(
+                f"mlrepro: run-inputs listener {getattr(listener, '__qualname__', listener)!s} "
+                f"failed: {type(exc).__name__}: {exc}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
 def clear_registry(listeners: bool = False) -> None:
     """Forget tracked inputs (tests); listeners too when asked."""
     with _lock:
@@ -1186,3 +1319,4 @@ def clear_registry(listeners: bool = False) -> None:
         _details.clear()
         if listeners:
             _listeners.clear()
+            _run_listeners.clear()

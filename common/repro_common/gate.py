@@ -303,7 +303,12 @@ def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
     by_dvc = by_copy = 0
     for item in inputs:
         name = item.get("name")
-        if not FINGERPRINT.match(str(item.get("fingerprint") or "")):
+        if item.get("fingerprint") is None and item.get("reason"):
+            details.append(
+                f"{name!r} was read but not fingerprinted ({item.get('kind')}): track the file "
+                f"it comes from with track_data(<path>, {name!r})"
+            )
+        elif not FINGERPRINT.match(str(item.get("fingerprint") or "")):
             details.append(f"{name!r} has no full-content fingerprint")
         elif item.get("partial"):
             details.append(f"{name!r} was only partly fingerprinted (partial)")

@@ -107,7 +107,10 @@ def card_rows(
         if item.get("snapshot"):
             notes.append(f"snapshot {item['snapshot'].get('path')}")
         suffix = f" [{'; '.join(notes)}]" if notes else ""
-        rows.append(("data", str(item.get("name")), f"{item.get('fingerprint')}{suffix}"))
+        value = item.get("fingerprint")
+        if value is None:  # read by the run, not fingerprinted: say which and why
+            value = f"not fingerprinted ({item.get('kind')}): {item.get('reason')}"
+        rows.append(("data", str(item.get("name")), f"{value}{suffix}"))
     for gate in gates or []:
         verdict = "pass" if gate.passed else "FAIL: " + ", ".join(gate.failed)
         if gate.passed and gate.advice:

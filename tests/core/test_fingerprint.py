@@ -442,7 +442,7 @@ def test_max_items_marks_the_result_partial_never_silently() -> None:
     dataset = Squares(1000)
     result = fingerprint_details(dataset, max_items=10)
     assert (result.partial, result.items_hashed, result.items_total) == (True, 10, 1000)
-    assert dataset.reads == 10
+    assert dataset.reads == 2 * 10  # items 0..9, read twice (augmentation check), no more
     assert result.fingerprint != fingerprint(Squares(1000))
     assert not fingerprint_details(Squares(10), max_items=10).partial
     loader = fingerprint_details(DataLoader(Squares(1000), batch_size=5), max_items=10)
