@@ -80,7 +80,12 @@ def config_summary(manifest: Manifest) -> dict[str, Any]:
         "git_dirty": code.get("dirty"),
         "seed": manifest.seeds.get("global"),
         "track": manifest.track,
-        "data": {item["name"]: item.get("fingerprint") for item in manifest.data if "name" in item},
+        # Fingerprinted inputs, as the MLflow tags have them; the others are in `data_skipped`.
+        "data": {
+            item["name"]: item["fingerprint"]
+            for item in manifest.data
+            if "name" in item and item.get("fingerprint")
+        },
         "artifact": artifact_name(manifest),
     }
 
