@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,13 +22,26 @@ from typing import Any
 _KERAS_GLOBAL_GENERATOR = "global_seed_generator"
 
 
+_inside = threading.local()
+
+
 @contextmanager
 def preserved_rng() -> Iterator[None]:
-    """Every global random stream is as it was when the block ends, whatever happened inside."""
+    """Every global random stream is as it was when the block ends, whatever happened inside.
+
+    Nested blocks (a dataset's items inside a dataset) save nothing more: the outer one
+    restores. The streams are process-wide, so a read from a background thread while the
+    training draws in another would rewind those draws: fingerprint where you train.
+    """
+    if getattr(_inside, "active", False):
+        yield
+        return
     restores = [_save_python(), *_save_numpy(), *_save_torch(), *_save_keras()]
+    _inside.active = True
     try:
         yield
     finally:
+        _inside.active = False
         for restore in reversed(restores):
             restore()
 
