@@ -190,7 +190,11 @@ def _variables(env: dict[str, Any]) -> dict[str, Any]:
 
 
 def _data(data: list[dict[str, Any]]) -> dict[str, Any]:
-    return {str(item.get("name")): item.get("fingerprint") for item in data}
+    # An input read but not fingerprinted is still an input: absent on one side is a change.
+    return {
+        str(item.get("name")): item.get("fingerprint") or f"not fingerprinted ({item.get('kind')})"
+        for item in data
+    }
 
 
 def diff_manifests(a: Manifest, b: Manifest) -> dict[str, list[Change]]:
