@@ -64,10 +64,10 @@ _PERMANENT_MLFLOW_CODES = {
 }
 
 _warned: set[str] = set()
+_warned_lock = threading.Lock()
 # run id -> (capture id, track) of the runs this process recorded: a later refresh of one
 # (inputs a training found, reaching its MLFlowLogger run) needs both without a request.
 _created: dict[str, tuple[str, str]] = {}
-_warned_lock = threading.Lock()
 
 
 def warn_once(kind: str, message: str, *args: Any) -> None:
