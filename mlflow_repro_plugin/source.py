@@ -170,7 +170,14 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord | None:
         ) from exc
     except Exception as exc:  # connection refused, DNS, TLS, a broken database: one line
         raise RunNotFound(f"cannot reach the MLflow store at {shown}: {_first_line(exc)}") from exc
-    backend = MlflowRunBackend(client, run_id)
+    return record_of(
+        ref, run, MlflowRunBackend(client, run_id), f"{shown} (experiment {run.info.experiment_id})"
+    )
+
+
+def record_of(ref: str, run: Any, backend: Any, location: str) -> RunRecord:
+    """The RunRecord of an MLflow `Run` whose files `backend` reads (a client, or a server's own store)."""
+    run_id = run.info.run_id
     manifest, error = parse_manifest(backend.read_artifact("repro/manifest.json"))
     tags = dict(run.data.tags)
     if manifest is None and error and error.startswith("no repro/manifest.json"):
@@ -184,7 +191,7 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord | None:
         manifest=manifest,
         manifest_error=error,
         run_id=run_id,
-        location=f"{shown} (experiment {run.info.experiment_id})",
+        location=location,
         tags=tags,
         params=dict(run.data.params),
         metrics=dict(run.data.metrics),

@@ -39,19 +39,26 @@ def mlflow_server(
     artifacts_destination: str | None = None,
     port: int | None = None,
     extra_env: dict[str, str] | None = None,
+    app_name: str | None = None,
+    python: str | None = None,
 ) -> Iterator[str]:
-    """Yield the server's http URI; stop it (and its workers) afterwards."""
+    """Yield the server's http URI; stop it (and its workers) afterwards.
+
+    `app_name` serves an `mlflow.app` entry point; `python` runs the server with
+    another interpreter (one whose installed mlrepro declares that entry point)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     backend_uri = backend_uri or f"sqlite:///{workdir / 'server.db'}"
     artifacts_destination = artifacts_destination or str(workdir / "artifacts")
     mlflow_bin = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
     url = f"http://127.0.0.1:{port}"
+    launcher = [python, "-m", "mlflow"] if python else [mlflow_bin]
     command = [
-        mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port),
+        *launcher, "server", "--host", "127.0.0.1", "--port", str(port),
         "--backend-store-uri", backend_uri,
         "--artifacts-destination", artifacts_destination,
         "--workers", "1",
+        *(["--app-name", app_name] if app_name else []),
     ]  # fmt: skip
     with open(workdir / "server.log", "wb") as log:
         proc = subprocess.Popen(

@@ -1,0 +1,68 @@
+"""The gate at a model registry: one verdict and one refusal message for every tracker.
+
+The MLflow server app (`mlflow server --app-name mlrepro-gate`) and W&B's
+`wandb_repro_plugin.link_model` both refuse to register a model whose run fails
+the gate; they word the refusal here, so a user reads the same reasons and the
+same fix whichever registry said no.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from repro_common.gate import GateReport
+
+PROMOTE_FIXES = {"environment", "data"}  # what `mlrepro promote` can still add to a finished run
+PASSED_TAG = "repro.gate"
+
+
+class RegistrationRefused(RuntimeError):
+    """The model's source run fails the gate; `report` holds every rule, `failed` the names."""
+
+    def __init__(self, report: GateReport, model: str) -> None:
+        self.report = report
+        self.failed = report.failed
+        super().__init__(refusal_message(report, model))
+
+
+def fix_hint(report: GateReport) -> str:
+    """How to make this run pass: promotion when that is all it lacks, else a new run."""
+    run, track = report.run, report.track
+    failed = set(report.failed)
+    details = f"details: mlrepro check {run} --track {track}"
+    if report.track == "production" and failed and failed <= PROMOTE_FIXES:
+        return (
+            f"fix: `mlrepro promote {run}` stores the environment spec and data snapshots, "
+            f"then register again ({details})"
+        )
+    if "manifest" in failed:
+        return (
+            "fix: the run's record is missing or was altered: rerun the training with mlrepro "
+            f"installed, then register the new run ({details})"
+        )
+    return (
+        "fix: record what is missing (e.g. seed_everything(SEED)) and rerun, or "
+        f"`mlrepro promote {run}` when only the environment spec or data snapshots are missing "
+        f"({details})"
+    )
+
+
+def refusal_message(report: GateReport, model: str) -> str:
+    """Every failed rule with its reason, then the fix: what the registry's caller sees."""
+    lines = [
+        f"mlrepro gate: refusing to register {model!r}: run {report.run} fails the "
+        f"{report.track} gate:"
+    ]
+    lines += [
+        f"  - {rule.name}: {rule.reason}"
+        for rule in report.rules
+        if rule.required and not rule.passed
+    ]
+    lines.append(fix_hint(report))
+    return "\n".join(lines)
+
+
+def passed_value(report: GateReport, digest: str | None) -> str:
+    """The `repro.gate` tag a registered version carries: `passed <track> <digest>`."""
+    return f"passed {report.track} {digest or 'unknown'}"
