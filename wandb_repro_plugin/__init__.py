@@ -18,6 +18,7 @@ from repro_common import (
     track_data,
 )
 from wandb_repro_plugin.core import ARTIFACT_TYPE, ReproWarning, attach
+from wandb_repro_plugin.registry import link_model
 
 __all__ = [
     "ARTIFACT_TYPE",
@@ -28,6 +29,7 @@ __all__ = [
     "check_determinism",
     "derive_seed",
     "fingerprint",
+    "link_model",
     "seed_everything",
     "track_data",
 ]
