@@ -437,3 +437,28 @@ def create_app(app: Any = None) -> Any:
         config.wait,
     )
     return _served(install(app if app is not None else tracking_app, config))
+
+
+def create_app_with_basic_auth(app: Any = None) -> Any:
+    """Entry point `mlrepro-gate-auth`: MLflow's `basic-auth` app with the gate behind it.
+
+    `--app-name` takes one app, so this one builds both on the same Flask app: basic-auth's
+    hooks first, then the gate's, so a caller is authenticated and authorized to create the
+    version before the gate reads the run (an anonymous caller learns nothing about it).
+    Configure basic-auth as usual (MLFLOW_AUTH_CONFIG_PATH, MLFLOW_AUTH_ADMIN_PASSWORD,
+    MLFLOW_FLASK_SERVER_SECRET_KEY); the admin user is created by the first worker.
+    """
+    from mlflow.server import app as tracking_app
+    from mlflow.server.auth import create_app as basic_auth_app
+
+    flask_app = app if app is not None else tracking_app
+    config = GateConfig.from_env()
+    _audit_to_stderr()
+    served = basic_auth_app(flask_app)  # registers its hooks; under uvicorn returns its FastAPI app
+    install(flask_app, config)
+    log.info(
+        "mlrepro gate: behind basic-auth; track %s; models %s",
+        config.track,
+        ",".join(config.models),
+    )
+    return served

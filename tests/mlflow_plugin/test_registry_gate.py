@@ -68,9 +68,13 @@ def _post(url: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
+            status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        status, raw = err.code, err.read()
+    try:
+        return status, json.loads(raw or b"{}")
+    except ValueError:
+        return status, {"text": raw.decode(errors="replace")}
 
 
 def _versions(url: str, name: str) -> list[Any]:
@@ -311,3 +315,40 @@ def test_the_gate_reads_its_configuration_from_the_server_environment() -> None:
         GateConfig.from_env({"MLREPRO_GATE_TRACK": "prod"})
     with pytest.raises(GateConfigError, match="MLREPRO_GATE_WAIT"):
         GateConfig.from_env({"MLREPRO_GATE_WAIT": "soon"})
+
+
+@pytest.mark.slow
+def test_behind_basic_auth_only_an_authorized_caller_reaches_the_gate(
+    user_python: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("flask_wtf", reason="MLflow's basic-auth needs mlflow[auth]")
+    auth_ini = tmp_path / "basic_auth.ini"
+    auth_ini.write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{tmp_path / 'auth.db'}\nadmin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    settings = {
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "a-long-admin-password-1",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret",
+    }
+    with mlflow_server(
+        tmp_path / "server", app_name="mlrepro-gate-auth", python=user_python, extra_env=settings
+    ) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "a-long-admin-password-1")
+        client = _client(url)
+        bare = client.create_run(client.create_experiment("bare")).info.run_id
+        client.log_text(bare, "artifact_path: model\n", "model/MLmodel")
+        client.create_registered_model("churn")
+        body = {"name": "churn", "source": f"runs:/{bare}/model", "run_id": bare}
+
+        anonymous, _ = _post(url, "/api/2.0/mlflow/model-versions/create", body)
+        assert anonymous == 401  # basic-auth answers first: the gate never reads the run
+        with pytest.raises(Exception, match="no repro/manifest.json in the run"):
+            client.create_model_version("churn", f"runs:/{bare}/model", run_id=bare)
+        assert list(client.search_model_versions("name = 'churn'")) == []
+        log = (tmp_path / "server" / "server.log").read_text()
+        assert f"REFUSE model='churn' run={bare}" in log
+        assert log.count("mlrepro gate: REFUSE") == 1
