@@ -53,6 +53,7 @@ def test_the_wheel_holds_exactly_the_three_packages_and_the_schema(tmp_path: Pat
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "mlrepro = repro_common.cli:main" in text
     assert "mlflow_repro_plugin.provider:ReproRunContextProvider" in text
+    assert "mlrepro-gate = mlflow_repro_plugin.registry_gate:create_app" in text  # mlflow.app
 
 
 def _throwaway_project(path: Path, name: str) -> Path:
