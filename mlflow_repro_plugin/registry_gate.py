@@ -279,9 +279,16 @@ def read_record(run_id: str, tracking_store: Any, wait: float) -> Any:
 # ---- the verdict -------------------------------------------------------------------------
 
 
-def _refusal(model: str, run_id: str | None, why: str, config: GateConfig) -> Verdict:
-    fix = "register a model logged by a run recorded with mlrepro installed"
-    message = f"mlrepro gate: refusing to register {model!r}: {why}; {fix}"
+NO_RUN_FIX = "register a model logged by a run that mlrepro recorded"
+STORE_FIX = (
+    "nothing is registered unchecked: check that the source names a run or logged model "
+    "this server holds, or try again once its store answers"
+)
+
+
+def _refusal(model: str, run_id: str | None, why: str, fix: str) -> Verdict:
+    """A refusal before any rule could be checked: the record is out of reach."""
+    message = f"mlrepro gate: refusing to register {model!r}: {why}\nfix: {fix}"
     return Verdict(model, run_id, False, message, failed=("manifest",))
 
 
@@ -298,22 +305,23 @@ def judge(
         for t in body.get("tags") or []
         if isinstance(t, dict)
     }
+    # A prompt version's source is a placeholder MLflow enforces: no model, no run to check.
     if tags.get(PROMPT_TAG, "").lower() == "true" or not config.applies_to(model):
         return None
     try:
         run_id, how = source_run(body, tracking_store, registry_store)
     except Exception as exc:
         return _refusal(
-            model, None, f"cannot find the run behind the source ({_one_line(exc)})", config
+            model, None, f"cannot find the run behind the source ({_one_line(exc)})", STORE_FIX
         )
     if run_id is None:
-        return _refusal(model, None, how, config)
+        return _refusal(model, None, how, NO_RUN_FIX)
     try:
         record = read_record(run_id, tracking_store, config.wait)
         report = check_run(record, config.track, config.allow_packages)
     except Exception as exc:
         return _refusal(
-            model, run_id, f"cannot read the record of run {run_id} ({_one_line(exc)})", config
+            model, run_id, f"cannot read the record of run {run_id} ({_one_line(exc)})", STORE_FIX
         )
     if not report.passed:
         return Verdict(model, run_id, False, refusal_message(report, model), tuple(report.failed))
@@ -326,13 +334,14 @@ def _one_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def _audit(verdict: Verdict) -> None:
+def _audit(verdict: Verdict, track: str) -> None:
     log.info(
-        "mlrepro gate: %s model=%r run=%s failed=%s",
+        "mlrepro gate: %s model=%r run=%s failed=%s track=%s",
         "PASS" if verdict.passed else "REFUSE",
         verdict.model,
         verdict.run_id or "-",
         ",".join(verdict.failed) or "-",
+        track,
     )
 
 
@@ -369,7 +378,7 @@ def install(app: Any, config: GateConfig | None = None) -> Any:
         )
         if verdict is None:
             return None
-        _audit(verdict)
+        _audit(verdict, gate.track)
         if verdict.passed:
             g.mlrepro_gate = verdict
             return None

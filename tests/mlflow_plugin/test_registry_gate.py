@@ -222,6 +222,12 @@ def test_the_ui_route_is_guarded_and_a_run_without_a_record_is_refused_for_that(
         assert "was mlflow_repro_plugin installed when it ran?" in answer["message"]
     assert _versions(gate["url"], "gated-ui") == []
 
+    # a source under no run (MLflow itself accepts such a URI): nothing to check, so refused
+    elsewhere = {"name": "gated-ui", "source": "s3://team-bucket/models/churn"}
+    status, answer = _post(gate["url"], "/api/2.0/mlflow/model-versions/create", elsewhere)
+    assert status == 400 and "is under no run's artifacts" in answer["message"]
+    assert _versions(gate["url"], "gated-ui") == []
+
 
 @pytest.mark.slow
 def test_a_tampered_manifest_is_refused(
