@@ -160,6 +160,13 @@ def test_an_unseeded_run_is_refused_naming_the_seed_rule_other_names_pass_untouc
     [untouched] = _versions(gate["url"], "scratch-unseeded")
     assert "repro.gate" not in untouched.tags
 
+    # copying that version under a gated name is registering the same run: refused
+    client = _client(gate["url"])
+    client.create_registered_model("gated-copy")
+    with pytest.raises(Exception, match=f"run {made['run']} fails the production gate"):
+        client.create_model_version("gated-copy", f"models:/scratch-unseeded/{untouched.version}")
+    assert _versions(gate["url"], "gated-copy") == []
+
 
 @pytest.mark.slow
 def test_promoting_a_complete_exploratory_run_lets_it_register(
