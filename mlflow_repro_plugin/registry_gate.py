@@ -119,6 +119,19 @@ def _logged_model_run(model_id: str, tracking_store: Any) -> tuple[str | None, s
     return run_id, f"logged model {model_id}"
 
 
+def _within(source: str, root: str) -> bool:
+    """`source` is `root` or below it (a local path and its file:// URI compare equal)."""
+
+    def plain(uri: str) -> str:
+        for prefix in ("file://", "file:"):
+            if uri.startswith(prefix):
+                return uri[len(prefix) :]
+        return uri
+
+    source, root = plain(source).rstrip("/"), plain(root).rstrip("/")
+    return bool(root) and (source == root or source.startswith(root + "/"))
+
+
 def _run_under_uri(source: str, tracking_store: Any) -> tuple[str | None, str]:
     """A run (or a run's logged model) whose artifact root holds `source`, checked in the store."""
     for model_id in MODEL_ID_IN_PATH.findall(source):
@@ -126,14 +139,14 @@ def _run_under_uri(source: str, tracking_store: Any) -> tuple[str | None, str]:
             model = tracking_store.get_logged_model(model_id)
         except Exception:
             continue
-        if source.startswith(str(model.artifact_location).rstrip("/")):
+        if _within(source, str(model.artifact_location)):
             return _logged_model_run(model_id, tracking_store)
     for run_id in RUN_ID_IN_PATH.findall(source):
         try:
             run = tracking_store.get_run(run_id)
         except Exception:
             continue
-        if source.startswith(str(run.info.artifact_uri).rstrip("/")):
+        if _within(source, str(run.info.artifact_uri)):
             return run_id, "artifact URI under the run"
     return None, f"the source {source!r} is under no run's artifacts: the gate cannot check it"
 
@@ -165,10 +178,18 @@ def source_run(
         parts = source[len("runs:") :].lstrip("/").split("/", 1)
         if RUN_ID.match(parts[0]):
             return parts[0], "runs:/ URI"
+    if source:
+        # The files registered are the source's: a run_id naming another (passing) run must
+        # not vouch for them, so the source has to lie under a run's artifacts.
+        found, how = _run_under_uri(source, tracking_store)
+        if found is None and run_id:
+            how = (
+                f"the source {source!r} is not under the artifacts of run {run_id}: "
+                "the gate cannot check what it registers"
+            )
+        return found, how
     if run_id:
         return run_id, "run_id field"
-    if source:
-        return _run_under_uri(source, tracking_store)
     return None, "the request names no source"
 
 

@@ -253,6 +253,19 @@ def test_a_tampered_manifest_is_refused(
 
 
 @pytest.mark.slow
+def test_a_passing_run_cannot_vouch_for_files_outside_its_artifacts(
+    gate: dict[str, Any], production_run: dict[str, Any]
+) -> None:
+    good = production_run["run"]
+    _client(gate["url"]).create_registered_model("gated-elsewhere")
+    body = {"name": "gated-elsewhere", "source": "s3://team-bucket/models/churn", "run_id": good}
+    status, answer = _post(gate["url"], "/api/2.0/mlflow/model-versions/create", body)
+    assert status == 400
+    assert f"is not under the artifacts of run {good}" in answer["message"]
+    assert _versions(gate["url"], "gated-elsewhere") == []
+
+
+@pytest.mark.slow
 def test_a_record_still_uploading_is_awaited(
     gate: dict[str, Any], production_run: dict[str, Any], tmp_path: Path
 ) -> None:
