@@ -272,21 +272,12 @@ def test_a_record_still_uploading_is_awaited(
     from mlflow_repro_plugin.provider import ERRORS_TAG
 
     run, files = _copy_of(gate["url"], production_run["run"], tmp_path, pending=True)
-    outcome: dict[str, Any] = {}
-
-    def register() -> None:
-        try:
-            outcome["version"] = _register(gate["url"], "gated-late", run)
-        except Exception as exc:
-            outcome["error"] = exc
-
-    registering = threading.Thread(target=register)
-    registering.start()
+    outcome = _register_in_background(gate["url"], "gated-late", run)
     time.sleep(1.5)  # the registration is in: the files land only now
     client = _client(gate["url"])
     client.log_artifacts(run, str(files), "repro")
     client.delete_tag(run, ERRORS_TAG)
-    registering.join(120)
+    outcome["thread"].join(120)
     assert "error" not in outcome, outcome.get("error")
     assert outcome["version"].version == "1"
     assert f"run {run}: record in flight" in gate["log"].read_text()
@@ -294,22 +285,51 @@ def test_a_record_still_uploading_is_awaited(
 
 
 @pytest.mark.slow
-def test_a_record_that_never_arrives_is_refused_while_the_server_keeps_answering(
+def test_files_announced_by_the_creation_tags_are_awaited_one_by_one(
     gate: dict[str, Any], production_run: dict[str, Any], tmp_path: Path
 ) -> None:
-    run, _ = _copy_of(gate["url"], production_run["run"], tmp_path, pending=True)
+    run, files = _copy_of(gate["url"], production_run["run"], tmp_path, pending=False)
+    client = _client(gate["url"])
+    client.set_tag(run, "repro.artifacts", "manifest.json,requirements.txt,Dockerfile")
+    client.log_artifact(run, str(files / "manifest.json"), "repro")
+    client.log_artifacts(run, str(files / "data"), "repro/data")
+    outcome = _register_in_background(gate["url"], "gated-announced", run)
+    time.sleep(1.5)  # the environment spec lands only now
+    client.log_artifact(run, str(files / "requirements.txt"), "repro")
+    client.log_artifact(run, str(files / "Dockerfile"), "repro")
+    outcome["thread"].join(120)
+    assert "error" not in outcome, outcome.get("error")
+    log = gate["log"].read_text()
+    assert (
+        f"run {run}: record in flight (repro/Dockerfile, repro/requirements.txt not stored yet)"
+        in log
+    )
+
+
+def _register_in_background(url: str, name: str, run: str) -> dict[str, Any]:
+    """Start registering `runs:/<run>/model` as `name`; the dict gets `version` or `error`."""
     outcome: dict[str, Any] = {}
 
     def register() -> None:
         started = time.monotonic()
         try:
-            outcome["version"] = _register(gate["url"], "gated-never", run)
+            outcome["version"] = _register(url, name, run)
         except Exception as exc:
             outcome["error"] = exc
         outcome["seconds"] = time.monotonic() - started
 
-    registering = threading.Thread(target=register)
-    registering.start()
+    outcome["thread"] = threading.Thread(target=register)
+    outcome["thread"].start()
+    return outcome
+
+
+@pytest.mark.slow
+def test_a_record_that_never_arrives_is_refused_while_the_server_keeps_answering(
+    gate: dict[str, Any], production_run: dict[str, Any], tmp_path: Path
+) -> None:
+    run, _ = _copy_of(gate["url"], production_run["run"], tmp_path, pending=True)
+    outcome = _register_in_background(gate["url"], "gated-never", run)
+    registering = outcome["thread"]
     time.sleep(1.0)
     answered = time.monotonic()
     status, found = _post(gate["url"], "/api/2.0/mlflow/experiments/search", {"max_results": 5})
