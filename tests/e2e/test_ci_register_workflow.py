@@ -139,4 +139,4 @@ def test_the_workflow_registers_a_production_run_and_refuses_an_exploratory_one(
     from mlflow.tracking import MlflowClient
 
     versions = MlflowClient(store).search_model_versions("name='churn-classifier'")
-    assert [(v.version, v.run_id) for v in versions] == [("1", production_run)]
+    assert [(str(v.version), v.run_id) for v in versions] == [("1", production_run)]
