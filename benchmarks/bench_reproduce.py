@@ -1,6 +1,6 @@
 """Time from `mlrepro reproduce RUN --run` to its verdict, for the quickstart's training run.
 
-    .venv/bin/python benchmarks/bench_reproduce.py [--repeat N] [--epochs E]
+    .venv/bin/python benchmarks/bench_reproduce.py [--repeat N (default 3, at least 3)] [--epochs E]
 
 Measured side by side in one process, all as fresh subprocesses:
   original   `python examples/quickstart.py train` (the run being reproduced)
@@ -9,8 +9,10 @@ Measured side by side in one process, all as fresh subprocesses:
              sees this interpreter's packages, so only missing or mismatched pins install)
 A full `--venv` without --system-site-packages downloads every pinned package
 (torch included) and is not timed here.
-Prints medians and the ratio to the original run; the overhead is the time outside
-the rerun itself (clone, diff, checks, finding and comparing the new run).
+Prints each run, then medians over N repeats (at least 3: a median of one run is no
+statistic) and the ratio to the original run's median; "the reproduced training" is the
+median time the rerun itself took (from the verdict), "overhead" the median whole command
+minus it (clone, diff, checks, finding and comparing the new run).
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ def timed(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="repeats, at least 3 (default 3)")
     parser.add_argument("--epochs", type=int, default=4)
     options = parser.parse_args()
+    if options.repeat < 3:
+        parser.error("--repeat must be at least 3: the figures are medians")
     work = Path(tempfile.mkdtemp(prefix="bench-reproduce-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLREPRO_")}
     env.update(
@@ -62,6 +66,7 @@ def main() -> None:
         if proc.returncode != 0:
             sys.exit(f"training failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         rows["original"].append(seconds)
+        print(f"  repeat {i + 1}: original  training {seconds:6.1f}s", flush=True)
         run_id = next(
             ln.split("=", 1)[1] for ln in proc.stdout.splitlines() if ln.startswith("RUN_ID=")
         )
@@ -76,20 +81,21 @@ def main() -> None:
                 sys.exit(f"{name} gave no report (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
             verdict = report.get("verdict") or {}
             print(
-                f"  run {i + 1} {name:9s} {seconds:6.1f}s  exit {proc.returncode}  "
+                f"  repeat {i + 1}: {name:9s} whole command {seconds:6.1f}s  exit {proc.returncode}  "
                 f"{verdict.get('reason', proc.stderr.strip()[-200:])}",
                 flush=True,
             )
             rows[name].append(seconds)
             rerun[name].append(float(report.get("seconds") or 0.0))
     base = statistics.median(rows["original"])
-    print(f"\nmedians of {options.repeat} (fresh processes, {os.cpu_count()} CPUs)")
+    print(f"\nmedians of {options.repeat} repeats (fresh processes, {os.cpu_count()} CPUs)")
+    print(f"  {'command':30s} {'median':>7s}  {'/ original':>10s}")
     print(f"  original training run          {base:6.1f}s  1.00x")
     for name, label in (("reproduce", "reproduce --run"), ("venv", "reproduce --run --venv (*)")):
         total, inner = statistics.median(rows[name]), statistics.median(rerun[name])
         print(
             f"  {label:30s} {total:6.1f}s  {total / base:4.2f}x   "
-            f"(rerun {inner:.1f}s, overhead {total - inner:.1f}s)"
+            f"(of which the reproduced training {inner:.1f}s, overhead {total - inner:.1f}s)"
         )
     print("  (*) with --system-site-packages; the promise is a rebuild within 30 minutes")
     print(f"work dir: {work}")

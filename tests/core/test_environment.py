@@ -229,13 +229,61 @@ def test_conda_packages_are_read_from_conda_meta_without_running_conda(
     assert collect_environment([])["conda"] is None
 
 
+def _host_without_container_marks(
+    monkeypatch: pytest.MonkeyPatch, files: tuple[str, ...] = (), cgroup: str = "0::/\n"
+) -> None:
+    """This host as one with no container evidence, whatever it really is: of the marker
+    files only `files` exist, /proc/1/cgroup reads `cgroup`, no container variables."""
+    real_exists, real_read = os.path.exists, environment._read_text
+    markers = ("/.dockerenv", "/run/.containerenv")
+
+    def exists(path: object) -> bool:
+        if path in markers:
+            return path in files
+        return real_exists(path)  # type: ignore[arg-type]
+
+    def read_text(path: str, limit: int = 1 << 20) -> str:
+        return cgroup if path == "/proc/1/cgroup" else real_read(path, limit)
+
+    monkeypatch.setattr(os.path, "exists", exists)
+    monkeypatch.setattr(environment, "_read_text", read_text)
+    for name in ("container", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_the_container_image_comes_from_mlrepro_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLREPRO_IMAGE names the image; it is no evidence that this process runs in one."""
+    _host_without_container_marks(monkeypatch)
     monkeypatch.setenv("MLREPRO_IMAGE", "ghcr.io/org/train:1.4@sha256:" + "d" * 64)
     container = collect_environment([])["container"]
-    assert container["image"] == "ghcr.io/org/train:1.4@sha256:" + "d" * 64
-    assert container["image_digest"] == "sha256:" + "d" * 64
-    assert container["source"] == "MLREPRO_IMAGE"
-    assert container["in_container"] is (os.path.exists("/.dockerenv") or container["in_container"])
+    assert container == {
+        "in_container": False,
+        "image": "ghcr.io/org/train:1.4@sha256:" + "d" * 64,
+        "image_digest": "sha256:" + "d" * 64,
+        "source": "MLREPRO_IMAGE",
+    }
+
+
+@pytest.mark.parametrize(
+    ("files", "cgroup", "variable"),
+    [
+        (("/.dockerenv",), "0::/\n", None),
+        ((), "0::/\n", ("container", "podman")),
+        ((), "0::/\n", ("KUBERNETES_SERVICE_HOST", "10.0.0.1")),
+        ((), "12:pids:/docker/0123abcd\n", None),
+    ],
+    ids=["dockerenv", "container-variable", "kubernetes", "cgroup"],
+)
+def test_each_container_mark_is_evidence(
+    monkeypatch: pytest.MonkeyPatch,
+    files: tuple[str, ...],
+    cgroup: str,
+    variable: tuple[str, str] | None,
+) -> None:
+    _host_without_container_marks(monkeypatch, files, cgroup)
+    if variable is not None:
+        monkeypatch.setenv(*variable)
+    assert environment.collect_container()["in_container"] is True
 
 
 def test_only_allow_listed_variables_are_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,16 +354,36 @@ def test_torch_is_never_imported_just_to_look() -> None:
 
 
 def test_an_imported_torch_gives_cuda_and_cudnn_without_initialising_cuda() -> None:
+    """The record's CUDA and cuDNN versions are torch's own, read without starting CUDA.
+
+    On a CPU build both are None; on a CUDA build they are strings: the checks below hold
+    on either, and fail if capture starts CUDA or reads the wrong attribute."""
     out = run_python(
         """
         import json, torch
+        import torch.backends.cudnn
         from repro_common.environment import collect_environment
+        attempts = []  # torch starts CUDA through _lazy_init (even where it then fails: CPU builds)
+        real_lazy_init = torch.cuda._lazy_init
+        def counting_lazy_init():
+            attempts.append(1)
+            return real_lazy_init()
+        torch.cuda._lazy_init = counting_lazy_init
         hw = collect_environment([])["hardware"]
-        print(json.dumps([hw["cuda"], torch.version.cuda, torch.cuda.is_initialized()]))
+        started = torch.cuda.is_initialized() or bool(attempts)
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        print(json.dumps({"recorded": [hw["cuda"], hw["cudnn"]], "started": started,
+                          "torch": [torch.version.cuda, cudnn and str(cudnn)],
+                          "build": torch.__version__}))
         """
     )
-    cuda, expected, initialised = json.loads(out.stdout)
-    assert cuda == expected and initialised is False
+    found = json.loads(out.stdout)
+    assert found["started"] is False, "capture must never initialise CUDA"
+    assert found["recorded"] == found["torch"], found
+    if found["build"].endswith("+cpu"):  # this suite's CPU wheel: nothing to claim
+        assert found["recorded"] == [None, None]
+    else:
+        assert all(isinstance(value, str) and value for value in found["recorded"]), found
 
 
 def _fake_nvidia_smi(folder: Path, script: str) -> None:

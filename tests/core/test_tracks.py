@@ -220,3 +220,18 @@ def test_a_production_capture_warns_once_about_each_unmet_requirement(
     assert any("code: no commit recorded" in line for line in first), first
     assert again == first
     forget_warnings()
+
+
+def test_the_documented_snapshot_limit_default_is_100_mb(tmp_path: Path) -> None:
+    """README: with MLREPRO_SNAPSHOT_LIMIT_MB unset, inputs up to 100 MB are copied, larger need DVC."""
+    at_limit, over = tmp_path / "at-limit.bin", tmp_path / "over.bin"
+    for path, size in ((at_limit, 100 * 2**20), (over, 100 * 2**20 + 1)):
+        with path.open("wb") as handle:
+            handle.truncate(size)  # sparse: sizes are what the limit reads
+    track_data(str(at_limit), "at-limit")
+    track_data(str(over), "over")
+    manifest = capture(track="production")
+    plans = {item["name"]: plan_snapshot(item, manifest) for item in manifest.data}
+    assert plans["at-limit"].status == "snapshot", plans["at-limit"].reason
+    assert plans["over"].status == "too_large"
+    assert "over the 100 MB snapshot limit (MLREPRO_SNAPSHOT_LIMIT_MB)" in plans["over"].reason

@@ -118,10 +118,12 @@ def test_a_broken_git_checkout_does_not_stop_the_run(
     assert raw is not None
     manifest = Manifest.from_json(raw)
     assert manifest.code.get("commit") is None
-    said_why = finished.data.tags.get("repro.capture.errors", "") + str(
-        manifest.code.get("reason") or ""
-    )
-    assert said_why, "a broken checkout must be explained in the tag or the record"
+    # git's own words, kept: a broken checkout is git trouble, not "not inside a git repository".
+    reason = str(manifest.code.get("reason"))
+    assert reason.startswith("git failed: GitError: ") and "not a git repository" in reason, reason
+    assert f"code.git: {reason.removeprefix('git failed: ')}" in finished.data.tags.get(
+        "repro.capture.errors", ""
+    ), finished.data.tags
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from support.procs import free_port
 
 pytestmark = [pytest.mark.team, pytest.mark.slow]
 
-SEED = 42
+SEED = 100  # rank zero's seed; rank N seeds SEED + N, so a record that copied one seed to all fails
 
 LIGHTNING = """\
 import os
@@ -49,7 +49,9 @@ class Tiny(L.LightningModule):
 if __name__ == "__main__":
     from lightning.pytorch.loggers import MLFlowLogger
 
-    name, seed, with_wandb = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "wandb"
+    name, with_wandb = sys.argv[1], sys.argv[3] == "wandb"
+    # Lightning's launcher re-runs this script for rank one with LOCAL_RANK set: a seed per rank.
+    seed = int(sys.argv[2]) + int(os.environ.get("LOCAL_RANK", "0"))
     L.seed_everything(seed)
     data = TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
     mlflow_logger = MLFlowLogger(experiment_name=name, tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
@@ -67,8 +69,8 @@ if __name__ == "__main__":
     )
     trainer.fit(Tiny(), DataLoader(data, batch_size=16))
     if trainer.global_rank == 0:
-        print("RUN_ID", mlflow_logger.run_id, flush=True)
-    print("RANK", trainer.global_rank, "of", trainer.world_size, flush=True)
+        print(f"RUN_ID {mlflow_logger.run_id}", flush=True)  # one write: ranks share stdout
+    print(f"RANK {trainer.global_rank} of {trainer.world_size}", flush=True)
 """
 
 TORCHRUN = """\
@@ -81,7 +83,7 @@ import torch.distributed as dist
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()
-seed = int(sys.argv[2])
+seed = int(sys.argv[2]) + rank  # a different seed per rank
 repro_common.seed_everything(seed)
 model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 1))
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -97,21 +99,22 @@ for step in range(5):
         mlflow.log_metric("loss", loss.item(), step=step)
 if rank == 0:
     mlflow.end_run()
-    print("RUN_ID", run.info.run_id, flush=True)
+    print(f"RUN_ID {run.info.run_id}", flush=True)  # one write: ranks share stdout
 dist.barrier()
 dist.destroy_process_group()
-print("RANK", rank, "of", 2, flush=True)
+print(f"RANK {rank} of 2", flush=True)
 """
 
 
 def assert_whole_job_recorded(manifest: dict[str, Any], seed: int) -> None:
+    """Each rank's own seed (rank N seeded `seed + N`), and rank zero's as the run's seed."""
     ranks = manifest["seeds"].get("ranks") or {}
     assert ranks.get("world_size") == 2, manifest["seeds"]
     assert ranks.get("global_rank") == 0, manifest["seeds"]
     assert {str(rank): value for rank, value in (ranks.get("seeds") or {}).items()} == {
         "0": seed,
-        "1": seed,
-    }
+        "1": seed + 1,
+    }, manifest["seeds"]
     assert manifest["seeds"]["global"] == seed
 
 
@@ -198,3 +201,86 @@ def test_torchrun_plain_loop_with_mlflow_on_rank_zero(team_stack: Any, project: 
     assert proc.returncode == 0, proc.stdout + proc.stderr[-6000:]
     assert_both_ranks_finished(proc.stdout)
     assert_one_mlflow_run_with_one_record(team_stack, "team-torchrun", proc.stdout)
+
+
+LATE_RANKS = """\
+import sys
+import time
+
+import mlflow
+import mlflow_repro_plugin
+import repro_common
+import torch.distributed as dist
+from torch.distributed import distributed_c10d
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+store = distributed_c10d._get_default_store()
+base, late_after = int(sys.argv[2]), float(sys.argv[3])
+if rank == 0:
+    repro_common.seed_everything(base)
+    mlflow.set_experiment(sys.argv[1])
+    run = mlflow.start_run()
+    store.set("test/run-created", "1")  # the record's wait for other ranks starts about now
+    mlflow.log_metric("loss", 0.5)
+    mlflow.end_run()
+    assert mlflow_repro_plugin.flush(120), "the record was not uploaded"
+    print(f"RUN_ID {run.info.run_id}", flush=True)  # one write: ranks share stdout
+else:
+    store.wait(["test/run-created"])
+    # Rank one seeds (and so posts its seed) inside the wait, rank two long after it.
+    time.sleep(0.5 if rank == 1 else late_after)
+    repro_common.seed_everything(base + rank)
+dist.barrier()
+dist.destroy_process_group()
+print(f"RANK {rank} of 3", flush=True)
+"""
+
+
+def test_a_rank_that_posts_its_seed_after_the_wait_is_recorded_as_missing(
+    team_stack: Any, project: Path
+) -> None:
+    """The record waits RANK_SEEDS_WAIT (3 s) for other ranks' seeds, then is written as it is.
+
+    Rank one posts 0.5 s after the run began: inside the wait, so recorded. Rank two posts
+    8 s after: the record keeps the world size (3) and leaves rank two out, rather than
+    waiting on it or filling in another rank's seed.
+    """
+    from mlflow_repro_plugin.uploader import RANK_SEEDS_WAIT
+
+    late_after = RANK_SEEDS_WAIT + 5
+    (project / "train.py").write_text(LATE_RANKS)
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    launcher = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
+    proc = subprocess.run(
+        [
+            *launcher,
+            "--nproc_per_node",
+            "3",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            "train.py",
+            "team-late-rank",
+            str(SEED),
+            str(late_after),
+        ],
+        cwd=project,
+        env=team_stack.client_env(MLREPRO_UPLOAD_TIMEOUT="120", OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-6000:]
+    assert sorted(line for line in proc.stdout.splitlines() if line.startswith("RANK ")) == [
+        f"RANK {rank} of 3" for rank in range(3)
+    ], proc.stdout
+    runs = team_stack.runs("team-late-rank")
+    assert len(runs) == 1 and team_stack.printed(proc.stdout, "RUN_ID") == [runs[0].info.run_id]
+    manifest = team_stack.manifest(runs[0])
+    assert manifest is not None
+    ranks = manifest["seeds"]["ranks"]
+    assert ranks["world_size"] == 3 and ranks["global_rank"] == 0, ranks
+    assert ranks["seeds"] == {"0": SEED, "1": SEED + 1}, ranks
+    assert manifest["seeds"]["global"] == SEED

@@ -24,9 +24,10 @@ from support.procs import run_cli
 
 pytestmark = [pytest.mark.team, pytest.mark.slow]
 
-UPLOAD_TIMEOUT = 4  # seconds; small so that the test is quick, and the bound it checks is tight
-# Start-up of a fresh interpreter on a busy 2-core machine plus recording the failure in the run.
-SLACK = 25
+UPLOAD_TIMEOUT = 4  # seconds; small so that the test is quick
+# Two runs and the exit on a busy 2-core machine, with room: what the bound must catch is a
+# wait on MLflow's own HTTP retries (7 retries, backoff up to 120 s: minutes), not seconds.
+SLACK = 75
 
 TRAIN = """\
 import os
@@ -126,7 +127,7 @@ def test_object_store_down_runs_finish_in_bounded_time_and_say_what_is_missing(
     during = team_stack.printed(out, "RUN_ID")
     assert len(during) == 2
     # The documented bound: at exit the process waits at most MLREPRO_UPLOAD_TIMEOUT for uploads,
-    # not for MLflow's own HTTP retries (minutes with its default backoff).
+    # not for MLflow's own HTTP retries (minutes with its default backoff): a bound with room.
     assert finished - resumed < UPLOAD_TIMEOUT + SLACK, (
         f"took {finished - resumed:.1f}s with the store down"
     )
@@ -244,6 +245,7 @@ class RestartGateway:
 def test_server_restart_between_run_creation_and_upload_upload_retries_and_succeeds(
     team_stack: Any, project: Path
 ) -> None:
+    from mlflow_repro_plugin.uploader import FIRST_BACKOFF
     from repro_common.manifest import Manifest
 
     experiment = "team-server-restart"
@@ -289,5 +291,10 @@ def test_server_restart_between_run_creation_and_upload_upload_retries_and_succe
     # and backed off rather than hammering the gateway.
     attempts = [when for when, _, _ in gateway.refused]
     assert len(attempts) >= 3, gateway.refused
-    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
-    assert gaps[-1] > 2 * gaps[0], f"no backoff between attempts: {gaps}"
+    # Counted, not timed (each delay is jittered by +-25 %): retrying every FIRST_BACKOFF
+    # (50 ms) through the outage would make span/0.05 attempts; backing off makes a few.
+    span = attempts[-1] - attempts[0]
+    gaps = [round(later - earlier, 3) for earlier, later in itertools.pairwise(attempts)]
+    assert len(attempts) <= 4 + span / (4 * FIRST_BACKOFF), (
+        f"no backoff: {len(attempts)} attempts in {span:.1f}s, gaps {gaps[:12]}..."
+    )

@@ -8,12 +8,14 @@ in three lines: log each epoch's metrics to the run, as W&B's callback would.
 from __future__ import annotations
 
 import os
+import subprocess
 import warnings
 from pathlib import Path
 
 import pytest
 
 import wandb_repro_plugin as repro
+from support.procs import PYTHON, clean_env
 from support.wandb_log import read_run
 from wandb_repro_plugin import core
 
@@ -98,3 +100,66 @@ def test_failure_inside_the_callback_is_recorded_and_training_goes_on(keras, new
         "repro"
     ]["capture_errors"]
     assert log.record_types.count("history") == 2
+
+
+KERAS_FIT = """
+import os, sys
+import numpy as np
+import keras
+import wandb
+from wandb_repro_plugin.keras import ReproCallback
+
+table_path = sys.argv[1]
+table = np.loadtxt(table_path, delimiter=",", dtype="float32")
+x, y = table[:, :4], table[:, 4:]
+run = wandb.init(project="mlrepro-tests")
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+model.compile(optimizer="sgd", loss="binary_crossentropy")
+callback = ReproCallback(data={"train": (x, y), "table": table_path}, track="production")
+model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[callback])
+run.finish()
+print("BACKEND", keras.backend.backend(), flush=True)
+print("RUN_DIR", os.path.dirname(run.dir), flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_any_backend_on_the_production_track_stores_dockerfile_and_data_snapshot(
+    backend: str, wandb_dir: Path, tmp_path: Path
+) -> None:
+    """README: "Keras 3, any backend" (the two this suite installs: torch and JAX, on CPU), and
+    `track="production"` stores a Dockerfile and a copy of each input small enough to copy."""
+    pytest.importorskip(backend)
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4))
+    table = tmp_path / "table.csv"
+    np.savetxt(table, np.hstack([x, (x.sum(axis=1, keepdims=True) > 0)]), delimiter=",")
+    # The backend is fixed at keras's first import: one fresh process per backend.
+    proc = subprocess.run(
+        [PYTHON, "-c", KERAS_FIT, str(table)],
+        env=clean_env(KERAS_BACKEND=backend, MLREPRO_CACHE_DIR=os.environ["MLREPRO_CACHE_DIR"]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"BACKEND {backend}" in proc.stdout
+    run_dir = Path(proc.stdout.split("RUN_DIR ", 1)[1].split("\n", 1)[0])
+
+    log = read_run(run_dir)
+    summary = log.config["repro"]
+    assert summary["track"] == "production"
+    assert summary["data"]["table"] == repro.fingerprint(str(table))
+    assert set(summary["data"]) == {"table", "train.x", "train.y"}
+    (artifact,) = log.artifacts_of_type("repro-manifest")
+    files = {name: Path(staged).read_bytes() for name, staged in artifact["files"].items()}
+    from repro_common.manifest import Manifest
+    from repro_common.spec import render_dockerfile
+
+    manifest = Manifest.from_json(files["manifest.json"])
+    assert files["Dockerfile"].decode() == render_dockerfile(manifest)
+    assert b"\nFROM python:" in files["Dockerfile"]
+    snapshots = {name: body for name, body in files.items() if name.startswith("data/")}
+    assert snapshots == {"data/table/table.csv": table.read_bytes()}, sorted(files)

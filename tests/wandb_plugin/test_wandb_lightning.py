@@ -17,7 +17,7 @@ from wandb_repro_plugin import core
 pytestmark = pytest.mark.slow
 
 
-def make_trainer(wandb_dir=None, callbacks=(), **kwargs):
+def make_trainer(wandb_dir=None, callbacks=(), track=None, **kwargs):
     import lightning.pytorch as pl
 
     from wandb_repro_plugin.lightning import ReproCallback
@@ -31,7 +31,7 @@ def make_trainer(wandb_dir=None, callbacks=(), **kwargs):
         accelerator="cpu",
         max_epochs=2,
         logger=logger,
-        callbacks=[ReproCallback(), *callbacks],
+        callbacks=[ReproCallback(track=track), *callbacks],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -226,3 +226,28 @@ def test_ddp_logs_once_from_rank_zero_with_every_rank_seed(wandb_dir, tmp_path):
         "global_rank": 0,
         "seeds": {"0": 100, "1": 101},
     }
+
+
+def test_the_production_track_stores_dockerfile_and_data_snapshot(wandb_dir, tmp_path):
+    """`ReproCallback(track="production")`: a Dockerfile for the recorded environment and a
+    copy of each input that has a file behind it (here the labels file the script tracked)."""
+    from repro_common.spec import render_dockerfile
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n" + "".join(f"{i},{i % 2}\n" for i in range(32)))
+    repro.track_data(str(labels), "labels")
+    trainer = make_trainer(wandb_dir, track="production")
+    tiny_fit(trainer)
+    run = trainer.logger.experiment
+    run.finish()
+
+    log = read_run(Path(run.dir).parent)
+    assert log.config["repro"]["track"] == "production"
+    (artifact,) = log.artifacts_of_type("repro-manifest")
+    files = {name: Path(staged).read_bytes() for name, staged in artifact["files"].items()}
+    manifest = Manifest.from_json(files["manifest.json"])
+    assert manifest.track == "production"
+    assert files["Dockerfile"].decode() == render_dockerfile(manifest)
+    assert b"\nFROM python:" in files["Dockerfile"]
+    snapshots = {name: body for name, body in files.items() if name.startswith("data/")}
+    assert snapshots == {"data/labels/labels.csv": labels.read_bytes()}, sorted(files)
