@@ -9,6 +9,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from repro_common.logs import install as _install_logging  # noqa: E402
+
+_install_logging()
+
 from repro_common.capture import capture, reset_cache  # noqa: E402
 from repro_common.data import fingerprint, track_data  # noqa: E402
 from repro_common.determinism import check_determinism  # noqa: E402

@@ -116,6 +116,7 @@ def capture(track: str | None = None, inputs: list[dict[str, Any]] | None = None
     errors: list[dict[str, Any]] = list(static_errors)
     chosen_track = resolve_track(track, errors)
     no_seeds: dict[str, Any] = {}
+    guarded("seeds.environment", lambda: seeds.seed_from_environment(errors), None, errors)
     no_inputs: list[dict[str, Any]] = []
     seed_record = guarded("seeds", lambda: seeds.collect_seeds(errors), no_seeds, errors)
     inputs = guarded("data", lambda: data.collect_data(errors, inputs), no_inputs, errors)

@@ -1,10 +1,14 @@
 """Why two runs may differ: their records compared field by field, grouped the way people debug.
 
-Groups that decide "identical": packages, platform (interpreter, OS, CUDA),
-environment variables, container, code, seeds, data, params. Metric deltas are
-reported as the outcome, never as a cause. Fields left out of the manifest
-digest (paths, hostnames, timestamps) are left out here too, so an MLflow run and
-a W&B run of the same code, environment, seeds and data compare as identical.
+Each group (packages, platform, environment variables, container, code, seeds,
+data, params) is same, differs or unknown: two unseeded runs do not "share
+seeds", they share the absence of a record, and their outcomes can differ. Where
+seeds are unknown the RNG-state digests taken at capture (torch's initial seed
+among them) are compared instead, and any difference there is a difference.
+Metric deltas are the outcome, never a cause; clock metrics are shown but not
+compared. Fields left out of the manifest digest (paths, hostnames, timestamps)
+are left out here too, so an MLflow run and a W&B run of the same code,
+environment, seeds and data compare as identical.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from repro_common.manifest import Manifest
+from repro_common.outcomes import is_timing
 
 if TYPE_CHECKING:
     from repro_common.runs import RunRecord
@@ -60,11 +65,22 @@ class Change:
         return {"field": self.field, "change": self.kind, "a": self.a, "b": self.b}
 
 
+SAME, DIFFERS, UNKNOWN = "same", "differs", "unknown"
+
+
 @dataclass
 class MetricDelta:
     name: str
     a: float | None
     b: float | None
+    timing: bool = False  # a clock or machine metric: shown, not compared
+
+    @property
+    def differs(self) -> bool:
+        """Compared and different (a metric only one run logged is not compared)."""
+        if self.timing or self.a is None or self.b is None:
+            return False
+        return self.a != self.b
 
     @property
     def delta(self) -> float | None:
@@ -73,7 +89,14 @@ class MetricDelta:
         return self.b - self.a
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "a": self.a, "b": self.b, "delta": self.delta}
+        return {
+            "name": self.name,
+            "a": self.a,
+            "b": self.b,
+            "delta": self.delta,
+            "compared": not self.timing and self.a is not None and self.b is not None,
+            "timing": self.timing,
+        }
 
 
 @dataclass
@@ -83,26 +106,70 @@ class RunDiff:
     groups: dict[str, list[Change]] = field(default_factory=dict)
     metrics: list[MetricDelta] = field(default_factory=list)
     digests: tuple[str, str] = ("", "")
+    # group -> why it could not be compared; an unknown group is never reported as the same
+    unknown: dict[str, str] = field(default_factory=dict)
+    # group -> why it was not compared at all (no inputs tracked, a manifest file has no params)
+    not_compared: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def identical(self) -> bool:
-        """True when nothing that changes results differs (metrics are outcomes, not causes)."""
-        return not any(self.groups.values())
+    def status(self, group: str) -> str:
+        if self.groups.get(group):
+            return DIFFERS
+        if group in self.unknown:
+            return UNKNOWN
+        return SAME
 
     @property
     def differing_groups(self) -> list[str]:
         return [name for name in GROUPS if self.groups.get(name)]
 
+    @property
+    def unknown_groups(self) -> list[str]:
+        return [name for name in GROUPS if name in self.unknown and not self.groups.get(name)]
+
+    @property
+    def records_match(self) -> bool:
+        """Every group compared and the same: no difference, nothing unknown."""
+        return not self.differing_groups and not self.unknown_groups
+
+    @property
+    def differing_metrics(self) -> list[MetricDelta]:
+        return [m for m in self.metrics if m.differs]
+
+    @property
+    def outcomes_differ_unexplained(self) -> bool:
+        """The records match but a compared metric differs: the cause is outside the record."""
+        return self.records_match and bool(self.differing_metrics)
+
+    @property
+    def identical(self) -> bool:
+        """Records match and no compared metric differs: the only case `diff` exits 0."""
+        return self.records_match and not self.differing_metrics
+
+    @property
+    def verdict(self) -> str:
+        if self.identical:
+            return "identical"
+        if self.differing_groups:
+            return "differ"
+        if self.outcomes_differ_unexplained:
+            return "outcomes differ"
+        return "unknown"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "a": {"run": self.a, "digest": self.digests[0]},
             "b": {"run": self.b, "digest": self.digests[1]},
+            "verdict": self.verdict,
             "identical": self.identical,
             "differing": self.differing_groups,
+            "unknown": {name: self.unknown[name] for name in self.unknown_groups},
+            "not_compared": dict(self.not_compared),
+            "status": {name: self.status(name) for name in GROUPS},
             "groups": {
                 name: [change.to_dict() for change in self.groups.get(name, [])] for name in GROUPS
             },
             "metrics": [metric.to_dict() for metric in self.metrics],
+            "differing_metrics": [m.name for m in self.differing_metrics],
         }
 
 
@@ -185,6 +252,41 @@ def _seeds(seeds: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def seeds_known(seeds: dict[str, Any]) -> bool:
+    """A global seed was recorded and applied in the process (not just announced to it)."""
+    return seeds.get("global") is not None and seeds.get("seeded") is not False
+
+
+def _which(missing_a: bool, missing_b: bool) -> str:
+    return "A and B" if missing_a and missing_b else ("A" if missing_a else "B")
+
+
+def _rng_digests(seeds: dict[str, Any]) -> dict[str, Any]:
+    digests = seeds.get("rng_digests") or {}
+    return {f"rng.{k}": v for k, v in digests.items()} if isinstance(digests, dict) else {}
+
+
+def _seed_changes(a: Manifest, b: Manifest) -> tuple[list[Change], str | None]:
+    """Seed differences, and why seeds are unknown (None when both runs were seeded).
+
+    When a run was not seeded, equal records mean nothing; the RNG states taken at
+    capture (torch's initial seed, the digests of random/numpy/torch states) are
+    compared instead, key by key where both runs have one: unseeded torch starts
+    from a fresh 64-bit OS seed, so two unseeded torch runs show as different.
+    """
+    changes = _compare(
+        _seeds(a.seeds, a.environment.get("variables") or {}),
+        _seeds(b.seeds, b.environment.get("variables") or {}),
+    )
+    known_a, known_b = seeds_known(a.seeds), seeds_known(b.seeds)
+    if known_a and known_b:
+        return changes, None
+    rng_a, rng_b = _rng_digests(a.seeds), _rng_digests(b.seeds)
+    shared = set(rng_a) & set(rng_b)
+    changes += _compare({k: rng_a[k] for k in shared}, {k: rng_b[k] for k in shared})
+    return changes, f"not recorded in {_which(not known_a, not known_b)} — outcomes can differ"
+
+
 def _variables(env: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in (env.get("variables") or {}).items() if k not in SEED_VARIABLES}
 
@@ -199,21 +301,36 @@ def _data(data: list[dict[str, Any]]) -> dict[str, Any]:
 
 def diff_manifests(a: Manifest, b: Manifest) -> dict[str, list[Change]]:
     """The reproducibility-relevant differences between two records, by group."""
+    return _diff_manifests(a, b)[0]
+
+
+def _diff_manifests(
+    a: Manifest, b: Manifest
+) -> tuple[dict[str, list[Change]], dict[str, str], dict[str, str]]:
+    """(changes by group, unknown group -> why, not-compared group -> why)."""
     env_a, env_b = a.environment, b.environment
+    seed_changes, seeds_unknown = _seed_changes(a, b)
+    unknown: dict[str, str] = {}
+    not_compared: dict[str, str] = {}
+    if seeds_unknown:
+        unknown["seeds"] = seeds_unknown
+    no_commit_a, no_commit_b = not a.code.get("commit"), not b.code.get("commit")
+    if no_commit_a or no_commit_b:
+        unknown["code"] = f"no git commit recorded in {_which(no_commit_a, no_commit_b)}"
+    if not a.data and not b.data:
+        not_compared["data"] = "no inputs tracked in A or B"
     container_a = {k: (env_a.get("container") or {}).get(k) for k in ("image", "image_digest")}
     container_b = {k: (env_b.get("container") or {}).get(k) for k in ("image", "image_digest")}
-    return {
+    groups = {
         "packages": _compare(_packages(env_a), _packages(env_b)),
         "platform": _compare(_platform(env_a), _platform(env_b)),
         "environment variables": _compare(_variables(env_a), _variables(env_b)),
         "container": _compare(container_a, container_b),
         "code": _compare(_code(a.code), _code(b.code)),
-        "seeds": _compare(
-            _seeds(a.seeds, env_a.get("variables") or {}),
-            _seeds(b.seeds, env_b.get("variables") or {}),
-        ),
+        "seeds": seed_changes,
         "data": _compare(_data(a.data), _data(b.data)),
     }
+    return groups, unknown, not_compared
 
 
 def _number(value: Any) -> float | None:
@@ -224,20 +341,28 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> list[MetricDelta]:
+def metric_deltas(
+    a: dict[str, Any], b: dict[str, Any], compare_anyway: tuple[str, ...] = ()
+) -> list[MetricDelta]:
+    """Final metrics side by side; clock metrics marked timing unless `compare_anyway` names them."""
     return [
-        MetricDelta(name, _number(a.get(name)), _number(b.get(name)))
+        MetricDelta(
+            name, _number(a.get(name)), _number(b.get(name)), is_timing(name, compare_anyway)
+        )
         for name in sorted(set(a) | set(b))
     ]
 
 
-def diff_runs(a: RunRecord, b: RunRecord) -> RunDiff:
-    """Compare two runs from any source; both need a readable manifest (ValueError otherwise)."""
+def diff_runs(a: RunRecord, b: RunRecord, compare_metrics: tuple[str, ...] = ()) -> RunDiff:
+    """Compare two runs from any source; both need a readable manifest (ValueError otherwise).
+
+    `compare_metrics`: globs of clock metrics to compare anyway.
+    """
     for record in (a, b):
         if record.manifest is None:
             raise ValueError(f"{record.ref}: {record.manifest_error or 'no manifest'}")
     assert a.manifest is not None and b.manifest is not None
-    groups = diff_manifests(a.manifest, b.manifest)
+    groups, unknown, not_compared = _diff_manifests(a.manifest, b.manifest)
     # A manifest file carries no params; compare them only between two tracked runs.
     both_runs = a.kind != "manifest" and b.kind != "manifest"
     groups["params"] = (
@@ -245,10 +370,63 @@ def diff_runs(a: RunRecord, b: RunRecord) -> RunDiff:
         if both_runs
         else []
     )
+    if not both_runs:
+        not_compared["params"] = "a manifest file carries no params"
     return RunDiff(
         a=a.run_id or a.ref,
         b=b.run_id or b.ref,
         groups=groups,
-        metrics=metric_deltas(a.metrics or {}, b.metrics or {}),
+        metrics=metric_deltas(a.metrics or {}, b.metrics or {}, compare_metrics),
         digests=(a.manifest.digest, b.manifest.digest),
+        unknown=unknown,
+        not_compared=not_compared,
     )
+
+
+def summary_lines(diff: RunDiff) -> list[str]:
+    """The verdict in words, first line first: what differs, what is unknown, what was not compared.
+
+    Never says "identical" or "same" about something that was not compared.
+    """
+    lines: list[str] = []
+    if diff.identical:
+        lines.append(
+            f"identical: {diff.a} (A) and {diff.b} (B) match in every recorded group "
+            "and no compared metric differs"
+        )
+    elif diff.differing_groups:
+        lines.append(f"differ in {', '.join(diff.differing_groups)}: {diff.a} (A) vs {diff.b} (B)")
+    elif diff.outcomes_differ_unexplained:
+        lines.append(
+            "inputs identical, outcomes differ: something the record does not hold changed, "
+            "e.g. randomness drawn before seeding"
+        )
+    else:
+        lines.append(
+            f"unknown: {diff.a} (A) and {diff.b} (B) match where both records hold a value, "
+            f"but {', '.join(diff.unknown_groups)} could not be compared"
+        )
+    for group in GROUPS:
+        status = diff.status(group)
+        if group in diff.unknown:
+            note = diff.unknown[group]
+            text = f"{status}; {note}" if status == DIFFERS else note
+        elif group in diff.not_compared:
+            text = f"not compared ({diff.not_compared[group]})"
+        else:
+            text = status
+        lines.append(f"  {group}: {text}")
+    compared = [m for m in diff.metrics if not m.timing and m.a is not None and m.b is not None]
+    timing = [m.name for m in diff.metrics if m.timing]
+    if compared:
+        bad = diff.differing_metrics
+        lines.append(
+            f"  metrics: {len(bad)} of {len(compared)} compared differ"
+            if bad
+            else f"  metrics: {len(compared)} compared, all equal"
+        )
+    else:
+        lines.append("  metrics: none compared (no metric logged by both runs)")
+    if timing:
+        lines.append(f"  not compared (timing): {', '.join(timing)}")
+    return lines

@@ -24,6 +24,19 @@ DIGEST_TAG = "repro.manifest.digest"
 FINGERPRINT = re.compile(r"^blake3:[0-9a-f]{64}$")
 REINSTALLABLE_SOURCES = ("index", "vcs")
 KNOWN_FILES = ("manifest.json", "requirements.txt", "code.diff", "Dockerfile")
+# What to do when a rule fails: every failure names its way out.
+REMEDIES = {
+    "manifest": "rerun with the mlrepro plugin installed (pip install 'mlrepro[mlflow]'); "
+    "a record edited after capture cannot be repaired, only replaced by a new run",
+    "code": "commit your changes (git add -A && git commit) and run again from the checkout",
+    "environment": "install every package from an index or a git URL (or waive a reviewed one "
+    "with --allow-package NAME); `mlrepro promote RUN` stores the environment spec",
+    "seeds": "call seed_everything(SEED, deterministic=True) before training, "
+    "or run with MLREPRO_SEED=N",
+    "data": "`mlrepro promote RUN` snapshots inputs up to MLREPRO_SNAPSHOT_LIMIT_MB "
+    "into repro/data/; larger ones: track them with DVC (dvc add PATH) and fingerprint the "
+    "DVC-tracked path with track_data(); a partial fingerprint: track_data without max_items",
+}
 
 
 @dataclass
@@ -33,6 +46,7 @@ class RuleResult:
     reason: str
     required: bool = True
     details: list[str] = field(default_factory=list)
+    remedy: str = ""  # what to do about a failure; empty when the rule passed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +54,7 @@ class RuleResult:
             "passed": self.passed,
             "required": self.required,
             "reason": self.reason,
+            "remedy": self.remedy,
             "details": list(self.details),
         }
 
@@ -81,7 +96,9 @@ class GateReport:
         if self.passed:
             return f"{self.run}: passes the {self.track} gate"
         reasons = "; ".join(
-            f"{r.name}: {r.reason}" for r in self.rules if r.required and not r.passed
+            f"{r.name}: {r.reason}" + (f" (fix: {r.remedy})" if r.remedy else "")
+            for r in self.rules
+            if r.required and not r.passed
         )
         return f"{self.run}: fails the {self.track} gate ({reasons})"
 
@@ -356,6 +373,13 @@ def evaluate(
     ]
     for rule in rules:
         rule.required = track == "production"
+    return _with_remedies(rules)
+
+
+def _with_remedies(rules: list[RuleResult]) -> list[RuleResult]:
+    for rule in rules:
+        if not rule.passed and not rule.remedy:
+            rule.remedy = REMEDIES.get(rule.name, "")
     return rules
 
 
@@ -380,4 +404,4 @@ def check_run(
             RuleResult(name, False, "no manifest to check", required=chosen == "production")
             for name in RULES[1:]
         ]
-    return GateReport(run=record.run_id or record.ref, track=chosen, rules=rules)
+    return GateReport(run=record.run_id or record.ref, track=chosen, rules=_with_remedies(rules))

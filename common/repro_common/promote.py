@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,8 +71,12 @@ def _upload(backend: RunBackend, folder: Path, name: str, content: bytes, dest: 
     return f"{dest}/{name}"
 
 
-def promote(record: RunRecord) -> PromotionResult:
-    """Promote `record` to the production track; raise PromotionError listing why not."""
+def promote(record: RunRecord, allow_packages: Iterable[str] = ()) -> PromotionResult:
+    """Promote `record` to the production track; raise PromotionError listing why not.
+
+    `allow_packages` are the reviewed waivers `mlrepro check --allow-package` takes,
+    used for the gate report on the promoted run.
+    """
     from repro_common import environment
     from repro_common.gate import check_run, manifest_rule, snapshot_stored, stored_artifacts
     from repro_common.spec import render_dockerfile
@@ -175,5 +180,5 @@ def promote(record: RunRecord) -> PromotionResult:
         record.tags = {**(record.tags or {}), **tags}
     result.already = not changed and already_production
     record.manifest = Manifest.from_dict(manifest.to_dict())
-    result.report = check_run(record, PRODUCTION)
+    result.report = check_run(record, PRODUCTION, allow_packages)
     return result

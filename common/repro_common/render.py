@@ -162,6 +162,8 @@ def print_gate(report: GateReport) -> None:
         reason = rule.reason
         if len(rule.details) > 1:
             reason += "".join(f"\n  - {d}" for d in rule.details)
+        if rule.remedy:
+            reason += f"\n  fix: {rule.remedy}"
         table.add_row(rule.name, result, reason)
     _console().print(table)
 
@@ -173,17 +175,18 @@ def _cell(value: Any) -> str:
 
 
 def print_diff(diff: RunDiff) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
+    from repro_common.diff import summary_lines
+
     console = _console()
-    if diff.identical:
-        console.print(
-            f"[green]identical[/green]: {diff.a} and {diff.b} share code, environment, seeds and data"
-        )
-    else:
-        console.print(
-            f"[red]differ[/red] in {', '.join(diff.differing_groups)}: {diff.a} vs {diff.b}"
-        )
+    colour = "green" if diff.identical else ("red" if diff.verdict != "unknown" else "yellow")
+    first, *rest = summary_lines(diff)
+    word, _, tail = first.partition(":")
+    console.print(f"[{colour}]{escape(word)}[/{colour}]:{escape(tail)}")
+    for line in rest:
+        console.print(escape(line))
     for group in diff.differing_groups:
         table = Table(title=group, header_style="bold", title_justify="left")
         table.add_column("field", overflow="fold")
@@ -193,7 +196,6 @@ def print_diff(diff: RunDiff) -> None:
         for change in diff.groups[group]:
             table.add_row(change.field, change.kind, _cell(change.a), _cell(change.b))
         console.print(table)
-    changed = [m for m in diff.metrics if m.a != m.b]
     if diff.metrics:
         table = Table(title="metrics (outcomes)", header_style="bold", title_justify="left")
         table.add_column("metric")
@@ -206,8 +208,8 @@ def print_diff(diff: RunDiff) -> None:
                 metric.name,
                 _cell(metric.a),
                 _cell(metric.b),
-                "-" if delta is None else f"{delta:+.6g}",
+                "not compared (timing)"
+                if metric.timing
+                else ("-" if delta is None else f"{delta:+.6g}"),
             )
         console.print(table)
-        if not changed:
-            console.print("metrics: all equal")

@@ -30,24 +30,21 @@ from pathlib import Path
 from typing import Any
 
 from repro_common.manifest import Manifest
+from repro_common.outcomes import TIMING_METRICS, is_timing
 from repro_common.runs import RunRecord
 
 CODE_DIR = "code"
 SCRIPT = "reproduce.sh"
 LOG = "reproduce.log"
 VENV_DIR = ".venv"
-# Metrics that measure the machine or the clock, never the model.
-DEFAULT_IGNORED_METRICS = (
-    "_*",
-    "system/*",
-    "time/*",
-    "*_time",
-    "*_time_*",
-    "*time_s",
-    "*duration*",
-    "*_per_sec*",
-    "*per_second*",
-    "*throughput*",
+# Metrics that measure the machine or the clock, never the model (see repro_common.outcomes).
+DEFAULT_IGNORED_METRICS = TIMING_METRICS
+# `reproduce` exit code when the run was rebuilt and rerun but no outcome could be compared.
+EXIT_NOT_VERIFIED = 3
+REPRODUCED, NOT_REPRODUCED, NOT_VERIFIED = "REPRODUCED", "NOT REPRODUCED", "REBUILT, NOT VERIFIED"
+WHAT_TO_LOG = (
+    "log an outcome to compare: a final metric (mlflow.log_metric / run.log), "
+    "or the model or predictions as an artifact with --compare artifacts"
 )
 # Device selection belongs to the machine, not to the run's numerics.
 HOST_SPECIFIC_VARIABLES = frozenset({"CUDA_VISIBLE_DEVICES"})
@@ -85,7 +82,7 @@ class Workspace:
 class Check:
     """One line of the verdict table."""
 
-    section: str  # input | metric | run | code | environment
+    section: str  # input | metric | artifact | run | code | environment | seeds
     name: str
     original: str
     reproduced: str
@@ -99,14 +96,35 @@ class Verdict:
     reason: str
     checks: list[Check] = field(default_factory=list)
     new_run: RunRecord | None = None
+    verified: bool = True  # False: rebuilt and rerun, but no outcome could be compared
 
     @property
     def differences(self) -> list[Check]:
         return [c for c in self.checks if c.ok is False]
 
+    @property
+    def word(self) -> str:
+        if not self.verified:
+            return NOT_VERIFIED
+        return REPRODUCED if self.reproduced else NOT_REPRODUCED
+
+    @property
+    def exit_code(self) -> int:
+        """0 reproduced, 1 not reproduced, 3 rebuilt but nothing compared."""
+        if not self.verified:
+            return EXIT_NOT_VERIFIED
+        return 0 if self.reproduced else 1
+
+    @property
+    def not_compared(self) -> list[Check]:
+        """Outcomes shown but left out of the verdict (timing metrics, volatile files)."""
+        return [c for c in self.checks if c.ok is None and c.section in ("metric", "artifact")]
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "verdict": self.word,
             "reproduced": self.reproduced,
+            "verified": self.verified,
             "reason": self.reason,
             "new_run": None
             if self.new_run is None
@@ -123,9 +141,18 @@ class Verdict:
 
 
 def default_dir(record: RunRecord) -> Path:
-    """`./repro-<short run id>` (or the manifest digest for a bare manifest file)."""
+    """`<user cache>/mlrepro/reproduce/<run id>`: outside the user's repository, where a
+    rebuild would show as untracked files (the manifest digest names a bare manifest file)."""
+    import platformdirs
+
     ident = record.run_id or (record.manifest.digest.split(":")[-1] if record.manifest else "run")
-    return Path.cwd() / f"repro-{re.sub(r'[^A-Za-z0-9_-]', '', ident)[:12]}"
+    cache = Path(platformdirs.user_cache_dir("mlrepro", appauthor=False))
+    base = cache / "reproduce" / re.sub(r"[^A-Za-z0-9_-]", "", ident)[:32]
+    candidate, attempt = base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        attempt += 1  # an earlier rebuild of the same run stays as it was
+        candidate = base.with_name(f"{base.name}-{attempt}")
+    return candidate
 
 
 def reproduces_id(record: RunRecord) -> str:
@@ -1011,14 +1038,23 @@ def compare_metrics(
     original: dict[str, float],
     new: dict[str, float],
     tolerance: float = 0.0,
-    ignore: tuple[str, ...] = DEFAULT_IGNORED_METRICS,
+    ignore: tuple[str, ...] = (),
+    compare_anyway: tuple[str, ...] = (),
 ) -> list[Check]:
+    """One check per final metric; clock metrics and `ignore` globs are listed, not judged (ok=None)."""
     checks = []
     for name in sorted(original):
-        if any(fnmatch(name, pattern) for pattern in ignore):
-            continue
         value = _as_float(original[name])
         if value is None:
+            continue
+        shown = repr(_as_float(new.get(name))) if _as_float(new.get(name)) is not None else "-"
+        if any(fnmatch(name, pattern) for pattern in ignore):
+            checks.append(
+                Check("metric", name, repr(value), shown, None, "ignored (--ignore-metric)")
+            )
+            continue
+        if is_timing(name, compare_anyway):
+            checks.append(Check("metric", name, repr(value), shown, None, "not compared (timing)"))
             continue
         if name not in new or _as_float(new[name]) is None:
             checks.append(
@@ -1030,6 +1066,32 @@ def compare_metrics(
         ok = metric_matches(value, other, tolerance)
         note = "" if ok or math.isnan(value - other) else f"delta {other - value:+.6g}"
         checks.append(Check("metric", name, repr(value), repr(other), ok, note))
+    return checks
+
+
+def compare_artifacts(original: RunRecord, new: RunRecord) -> list[Check]:
+    """Content digests of the run's logged files (model weights, predictions), our repro/ excluded.
+
+    Files that change on every run whatever the model (an MLflow model's MLmodel, with
+    its run id, creation time and uuid) are listed as not compared, with the reason.
+    """
+    from repro_common.outcomes import artifact_digests
+
+    before, skipped = artifact_digests(original)
+    after, _ = artifact_digests(new)
+    checks = [
+        Check("artifact", path, "-", "-", None, f"not compared: {why}")
+        for path, why in sorted(skipped.items())
+    ]
+    for path, digest in sorted(before.items()):
+        now = after.get(path)
+        if now is None:
+            checks.append(
+                Check("artifact", path, short_fp(digest), "missing", False, "not logged again")
+            )
+            continue
+        note = "" if now == digest else "content differs"
+        checks.append(Check("artifact", path, short_fp(digest), short_fp(now), now == digest, note))
     return checks
 
 
@@ -1046,10 +1108,26 @@ def compare(
     result: RunResult,
     new: RunRecord | None,
     tolerance: float = 0.0,
-    ignore: tuple[str, ...] = DEFAULT_IGNORED_METRICS,
+    ignore: tuple[str, ...] = (),
+    compare_anyway: tuple[str, ...] = (),
+    artifacts: bool = False,
 ) -> Verdict:
-    """Inputs first (a different input explains any difference), then the final metrics."""
+    """Inputs first (a different input explains any difference), then the outcomes.
+
+    REPRODUCED needs at least one outcome (a metric, or with `artifacts` a logged
+    file's content) compared, and all compared agreeing; with nothing to compare the
+    verdict is REBUILT, NOT VERIFIED. An unseeded original is said first: its
+    randomness was never recorded, so a match is luck and a mismatch expected.
+    """
+    from repro_common.diff import seeds_known
+
     original = ws.manifest
+    unseeded = not seeds_known(original.seeds or {})
+    lead = (
+        "the original run was not seeded (no seed recorded), so its randomness cannot be replayed; "
+        if unseeded
+        else ""
+    )
     checks: list[Check] = []
     if result.returncode != 0:
         last = result.tail[-1] if result.tail else ""
@@ -1073,23 +1151,43 @@ def compare(
     bad_inputs = [c for c in inputs if c.ok is False]
     if bad_inputs:
         names = ", ".join(c.name for c in bad_inputs)
-        return Verdict(False, f"inputs differ: {names} (metrics not compared)", checks, new)
-    if ws.record.metrics:
-        metrics = compare_metrics(ws.record.metrics, new.metrics, tolerance, ignore)
-        checks += metrics
-        bad = [c for c in metrics if c.ok is False]
-        if bad:
-            first = "; ".join(f"{c.name} {c.original} -> {c.reproduced}" for c in bad[:3])
-            return Verdict(False, f"{len(bad)} metric(s) differ: {first}", checks, new)
-        if not metrics:
-            return Verdict(
-                True, "inputs match; the run recorded no comparable metrics", checks, new
-            )
-        how = "exactly" if tolerance <= 0 else f"within {tolerance:g}"
-        return Verdict(True, f"inputs match and {len(metrics)} metric(s) agree {how}", checks, new)
-    return Verdict(
-        True, "inputs match; the original record holds no metrics to compare", checks, new
+        return Verdict(False, f"{lead}inputs differ: {names} (outcomes not compared)", checks, new)
+    metrics = compare_metrics(
+        ws.record.metrics or {}, new.metrics, tolerance, ignore, compare_anyway
     )
+    files = compare_artifacts(ws.record, new) if artifacts else []
+    checks += metrics + files
+    judged = [c for c in metrics + files if c.ok is not None]
+    timing = [c.name for c in metrics if c.note == "not compared (timing)"]
+    bad = [c for c in judged if c.ok is False]
+    if bad:
+        first = "; ".join(f"{c.name} {c.original} -> {c.reproduced}" for c in bad[:3])
+        return Verdict(False, f"{lead}{len(bad)} outcome(s) differ: {first}", checks, new)
+    if not judged:
+        held = []
+        if not ws.record.metrics:
+            held.append("no metrics")
+        elif timing:
+            held.append(f"only timing metrics ({', '.join(timing[:4])})")
+        else:
+            held.append("no comparable metrics")
+        if artifacts:
+            held.append("no artifacts outside repro/ to compare")
+        reason = (
+            f"{lead}inputs match but nothing was compared: the original run logged "
+            f"{' and '.join(held)}; {WHAT_TO_LOG}"
+        )
+        return Verdict(False, reason, checks, new, verified=False)
+    how = "exactly" if tolerance <= 0 else f"within {tolerance:g}"
+    parts = []
+    if any(c.section == "metric" for c in judged):
+        parts.append(f"{sum(c.section == 'metric' for c in judged)} metric(s)")
+    if any(c.section == "artifact" for c in judged):
+        parts.append(f"{sum(c.section == 'artifact' for c in judged)} artifact(s)")
+    reason = f"{lead}inputs match and {' and '.join(parts)} agree {how}"
+    if timing:
+        reason += f"; not compared (timing): {', '.join(timing)}"
+    return Verdict(True, reason, checks, new)
 
 
 def _informational(original: Manifest, new: RunRecord) -> list[Check]:

@@ -37,6 +37,7 @@ _WORKER_DOMAIN = "mlrepro.worker_seed/1"
 _lock = threading.Lock()
 _state: dict[str, Any] = {"global": None, "source": None, "frameworks": [], "derived": {}}
 _warned: set[str] = set()
+_env_seed_applied = False  # MLREPRO_SEED is applied once, at the first capture
 _HASHSEED_AT_IMPORT = os.environ.get("PYTHONHASHSEED")
 
 
@@ -112,6 +113,35 @@ def seed_everything(
     record = collect_seeds([])
     record["frameworks"] = list(frameworks)
     return record
+
+
+def seed_from_environment(errors: list[dict[str, Any]]) -> None:
+    """`MLREPRO_SEED=N python train.py`, no code change: seed at the first capture, before the run.
+
+    Called by capture(), so for MLflow at the provider's first capture (inside
+    `start_run`, before the user's training) and for W&B when the callback starts.
+    Seeds every framework already imported, once per process, recorded with source
+    "environment". Its limits: a framework imported later is not seeded, randomness
+    drawn before the first capture (a model built before `start_run`) is not
+    replayed, and code that seeds itself later wins: seed_everything() replaces
+    the record, and a later `torch.manual_seed` shows as source "torch".
+    """
+    global _env_seed_applied
+    with _lock:
+        if _env_seed_applied or _state["global"] is not None:
+            return
+        _env_seed_applied = True
+    text = os.environ.get("MLREPRO_SEED")
+    if text is None or not text.strip():
+        return
+    try:
+        value = parse_seed(text, "MLREPRO_SEED")
+    except ValueError as exc:
+        errors.append({"collector": "seeds.environment", "error": f"{exc}: nothing seeded"})
+        return
+    seed_everything(value)
+    with _lock:
+        _state["source"] = "environment"
 
 
 def _seed_frameworks(value: int) -> list[str]:
@@ -312,6 +342,8 @@ def _known_seed(
     # torch seeds itself from the OS with 64 bits at start-up: a seed in 32-bit range was set by someone.
     torch_explicit = torch_seed is not None and torch_seed <= MAX_SEED
     if state["global"] is not None:
+        if state["source"] == "environment" and torch_explicit and torch_seed != state["global"]:
+            return torch_seed, "torch", True  # the code reseeded torch after MLREPRO_SEED: it wins
         if torch_seed is not None and "torch" not in state["frameworks"] and not torch_explicit:
             errors.append(
                 {
@@ -520,6 +552,8 @@ def await_rank_seeds(ranks: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 def _forget() -> None:
     """Drop what seed_everything/derive_seed recorded (tests; a new run in one process)."""
+    global _env_seed_applied
     with _lock:
         _state.update({"global": None, "source": None, "frameworks": [], "derived": {}})
+        _env_seed_applied = False
     _warned.clear()

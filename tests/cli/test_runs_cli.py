@@ -99,8 +99,13 @@ def test_promotion_refuses_changed_data_then_promotes_once_and_passes_the_gate(
     assert "repro/Dockerfile" not in _artifacts(run_id, store)
 
     data.write_text("x,y\n1,2\n")  # back to the recorded content
-    assert main(["promote", run_id, "--tracking-uri", store]) == 0
-    assert "promoted" in capsys.readouterr().out
+    # Promoted, but this checkout's editable mlrepro still fails the production gate: exit 1.
+    assert main(["promote", run_id, "--tracking-uri", store]) == 1
+    out = capsys.readouterr().out
+    assert "promoted" in out and "still failing for production: environment" in out
+    assert "fix:" in out
+    assert main(["promote", run_id, "--tracking-uri", store, *ALLOW]) == 0
+    assert "already on the production track" in capsys.readouterr().out
     promoted = load_run(run_id, store)
     assert promoted.tags["repro.track"] == "production"
     assert promoted.tags["repro.promoted_at"]
@@ -111,7 +116,7 @@ def test_promotion_refuses_changed_data_then_promotes_once_and_passes_the_gate(
     assert {"repro/Dockerfile", "repro/data/train/train.csv"} <= stored
     assert promoted.read_artifact("repro/data/train/train.csv") == b"x,y\n1,2\n"
 
-    assert main(["promote", run_id, "--tracking-uri", store, "--json"]) == 0
+    assert main(["promote", run_id, "--tracking-uri", store, "--json", *ALLOW]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["already_promoted"] is True and again["stored"] == []
     assert again["promoted_at"] == promoted.tags["repro.promoted_at"]
@@ -132,7 +137,7 @@ def test_promoting_a_wandb_run_writes_into_its_run_directory(
     )
     run_dir = Path(made["wandb"])
 
-    assert main(["promote", str(run_dir)]) == 0
+    assert main(["promote", str(run_dir), *ALLOW]) == 0
     out = capsys.readouterr().out
     assert "local run directory only" in out
     assert (run_dir / "files" / "repro" / "Dockerfile").is_file()

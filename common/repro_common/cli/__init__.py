@@ -1,7 +1,8 @@
 """`mlrepro`: capture, inspect, gate, compare and rebuild reproducible runs.
 
-Thin over the core modules. Exit codes: 0 success / gate passed / runs match,
-1 gate failed / runs differ / not reproduced, 2 bad usage or input.
+Thin over the core modules. Exit codes: 0 success / gate passed / runs match /
+reproduced, 1 gate failed / runs differ or may differ / not reproduced, 2 bad usage
+or input, 3 (`reproduce`) rebuilt and rerun but nothing could be compared.
 Errors are one line on stderr; set MLREPRO_DEBUG=1 for a traceback.
 """
 
@@ -14,7 +15,7 @@ import click
 
 from repro_common import __version__
 
-EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_NOT_VERIFIED = 0, 1, 2, 3
 
 
 class InputError(click.ClickException):

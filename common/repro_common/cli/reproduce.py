@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from repro_common.cli import EXIT_FAIL, EXIT_OK, InputError, json_option, tracking_uri_option
+from repro_common.cli import InputError, json_option, tracking_uri_option
 
 MAX_WARNINGS = 12
 
@@ -62,7 +62,8 @@ def _escape(text: str) -> str:
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where to rebuild the run (default: ./repro-<run id>); must be new or empty.",
+    help="Where to rebuild the run (default: <user cache>/mlrepro/reproduce/<run id>, "
+    "outside your repository); must be new or empty.",
 )
 @click.option("--run", "execute", is_flag=True, help="Run it to a new tracked run and compare.")
 @click.option("--venv", is_flag=True, help="Install the pinned requirements in DIR/.venv first.")
@@ -84,8 +85,27 @@ def _escape(text: str) -> str:
     "--ignore-metric",
     multiple=True,
     metavar="GLOB",
-    help="Leave matching metrics out of the comparison (repeatable). Clock and system "
-    "metrics (_*, system/*, *_time, *duration*, *_per_sec*, ...) are always left out.",
+    help="Leave matching metrics out of the comparison (repeatable; listed as ignored).",
+)
+@click.option(
+    "--compare-metric",
+    "compare_metrics",
+    multiple=True,
+    metavar="GLOB",
+    help="Compare these clock metrics anyway (repeatable). Timing metrics (_*, system/*, "
+    "*_time, *_seconds, *_runtime, *_per_second, *duration*, ...) are otherwise listed as "
+    "'not compared (timing)'.",
+)
+@click.option(
+    "--compare",
+    "outcomes",
+    type=click.Choice(["metrics", "artifacts"]),
+    multiple=True,
+    default=("metrics",),
+    show_default=True,
+    help="Outcomes to compare (repeatable): final metrics (always), and with 'artifacts' "
+    "the content digests of the run's logged files (model weights, predictions; repro/ excluded, an MLflow "
+    "model's MLmodel listed as not compared: it holds the run id and creation time).",
 )
 @click.option(
     "--timeout",
@@ -104,6 +124,8 @@ def reproduce_command(
     system_site_packages: bool,
     tolerance: float,
     ignore_metric: tuple[str, ...],
+    compare_metrics: tuple[str, ...],
+    outcomes: tuple[str, ...],
     timeout: float | None,
     tracking_uri: str | None,
     as_json: bool,
@@ -114,19 +136,29 @@ def reproduce_command(
     requirements.txt (pinned), Dockerfile, the record (manifest.json) and
     reproduce.sh, which sets the recorded seed and numerics variables and runs the
     entry point with its argv. With --run the script runs to a new run tagged
-    repro.reproduces=<RUN> (same MLflow store), and inputs and final metrics are
-    compared. Exit 0 reproduced (or rebuilt, without --run), 1 not reproduced,
-    2 bad input or the record cannot be rebuilt.
+    repro.reproduces=<RUN> (same MLflow store), and inputs and outcomes (final
+    metrics; with --compare artifacts the logged files) are compared. REPRODUCED
+    needs at least one outcome compared and all agreeing; an unseeded original is
+    said first.
+
+    \b
+    Exit codes:
+      0  REPRODUCED (or, without --run, rebuilt)
+      1  NOT REPRODUCED: an input or a compared outcome differs, or the rerun failed
+      2  bad input, or the record cannot be rebuilt
+      3  REBUILT, NOT VERIFIED: rerun, but nothing could be compared (no metrics
+         or artifacts logged): log a final metric, or use --compare artifacts
 
     \b
     Examples:
-      mlrepro reproduce 3f2a9c41d0e8...            rebuild in ./repro-3f2a9c41d0e8
+      mlrepro reproduce 3f2a9c41d0e8...            rebuild in the user cache dir (printed)
       mlrepro reproduce runs:/3f2a9c41d0e8 --run   rebuild, rerun, compare exactly
       mlrepro reproduce RUN --run --tolerance 1e-6 allow float noise
       mlrepro reproduce RUN --venv --run           in a fresh venv with the pinned packages
       mlrepro reproduce wandb/offline-run-20250101_120000-abc123 --run
       mlrepro reproduce repro/manifest.json --dir /tmp/rebuilt
-      bash repro-3f2a9c41d0e8/reproduce.sh          rerun by hand later
+      mlrepro reproduce RUN --run --compare metrics --compare artifacts
+      mlrepro reproduce RUN --run --compare-metric train_runtime
     """
     from repro_common import reproduce as rp
     from repro_common.runs import RunNotFound, load_run
@@ -173,8 +205,15 @@ def reproduce_command(
             outcome = rp.run_script(ws, timeout=timeout, on_line=progress.line)
             progress("finding the new run")
             new = rp.find_reproduction(ws, outcome.started_at, tracking_uri)
-            ignore = rp.DEFAULT_IGNORED_METRICS + tuple(ignore_metric)
-            verdict = rp.compare(ws, outcome, new, tolerance, ignore)
+            verdict = rp.compare(
+                ws,
+                outcome,
+                new,
+                tolerance,
+                tuple(ignore_metric),
+                tuple(compare_metrics),
+                artifacts="artifacts" in outcomes,
+            )
             report["seconds"] = round(outcome.seconds, 3)
             if outcome.returncode != 0 and not as_json:
                 click.echo("\n".join(outcome.tail[-10:]), err=True)
@@ -183,7 +222,7 @@ def reproduce_command(
         click.echo(json.dumps(report, indent=2))
     else:
         _print_verdict(record.ref, verdict)
-    sys.exit(EXIT_OK if verdict.reproduced else EXIT_FAIL)
+    sys.exit(verdict.exit_code)
 
 
 def _print_materialised(ws: Any, warnings: list[str], venv: bool) -> None:
@@ -236,8 +275,8 @@ def _print_verdict(ref: str, verdict: Any) -> None:
     console = Console()
     if verdict.checks:
         console.print(table)
-    colour, word = ("green", "REPRODUCED") if verdict.reproduced else ("red", "NOT REPRODUCED")
-    console.print(f"[bold {colour}]{word}[/]: {_escape(verdict.reason)}", highlight=False)
+    colour = "green" if verdict.reproduced else ("yellow" if not verdict.verified else "red")
+    console.print(f"[bold {colour}]{verdict.word}[/]: {_escape(verdict.reason)}", highlight=False)
 
 
 @click.command("init")

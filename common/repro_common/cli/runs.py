@@ -81,14 +81,37 @@ def show_command(run: str, tracking_uri: str | None, as_json: bool) -> None:
 @click.command("diff", epilog=RUN_HELP)
 @click.argument("run_a", metavar="RUN_A")
 @click.argument("run_b", metavar="RUN_B")
+@click.option(
+    "--compare-metric",
+    "compare_metrics",
+    multiple=True,
+    metavar="GLOB",
+    help="Compare these clock metrics too (repeatable); timing metrics (*_runtime, "
+    "*_per_second, *_time, *_seconds, *duration*, ...) are otherwise shown, not compared.",
+)
 @tracking_uri_option
 @json_option
-def diff_command(run_a: str, run_b: str, tracking_uri: str | None, as_json: bool) -> None:
-    """Explain why two runs may differ; exit 0 when identical, 1 when they differ.
+def diff_command(
+    run_a: str,
+    run_b: str,
+    compare_metrics: tuple[str, ...],
+    tracking_uri: str | None,
+    as_json: bool,
+) -> None:
+    """Explain why two runs may differ: each group is same, differs or unknown.
 
     Compares packages, interpreter/OS/CUDA, environment variables, code, seeds and
-    determinism switches, data fingerprints and params, and shows metric deltas.
-    Runs from MLflow and W&B compare with each other: they share one manifest.
+    determinism switches, data fingerprints and params, and the final metrics.
+    Seeds of an unseeded run are unknown, never "the same": the RNG states taken
+    at capture are compared instead. Runs from MLflow and W&B compare with each
+    other: they share one manifest.
+
+    \b
+    Exit codes:
+      0  identical: every group compared and the same, and no compared metric differs
+      1  a group differs, a group is unknown (e.g. unseeded runs), or the records
+         match but a metric differs (something the record does not hold changed)
+      2  a run cannot be read
 
     \b
     Examples:
@@ -101,7 +124,7 @@ def diff_command(run_a: str, run_b: str, tracking_uri: str | None, as_json: bool
 
     a, b = _load(run_a, tracking_uri), _load(run_b, tracking_uri)
     try:
-        result = diff_runs(a, b)
+        result = diff_runs(a, b, compare_metrics)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if as_json:
@@ -166,9 +189,18 @@ def check_command(
 
 @click.command("promote", epilog=RUN_HELP)
 @click.argument("run", metavar="RUN")
+@click.option(
+    "--allow-package",
+    "allow_packages",
+    multiple=True,
+    metavar="NAME",
+    help="As for `check`: waive the reinstallability of this distribution (repeatable).",
+)
 @tracking_uri_option
 @json_option
-def promote_command(run: str, tracking_uri: str | None, as_json: bool) -> None:
+def promote_command(
+    run: str, allow_packages: tuple[str, ...], tracking_uri: str | None, as_json: bool
+) -> None:
     """Move a finished exploratory run to the production track.
 
     Checks the record is intact and the data at the recorded paths still matches
@@ -176,6 +208,8 @@ def promote_command(run: str, tracking_uri: str | None, as_json: bool) -> None:
     spec (repro/Dockerfile) and a snapshot of small inputs without a DVC reference
     (repro/data/, limit MLREPRO_SNAPSHOT_LIMIT_MB, default 100), then tags the run
     repro.track=production and repro.promoted_at. Running it twice changes nothing.
+    Exit 0 when the promoted run passes the production gate, 1 when it was refused
+    or still fails a rule (each failing rule names its fix), 2 when RUN cannot be read.
 
     \b
     Examples:
@@ -191,7 +225,7 @@ def promote_command(run: str, tracking_uri: str | None, as_json: bool) -> None:
             f"{run} is a manifest file, not a run: promote the MLflow run or W&B run directory"
         )
     try:
-        result = promote(record)
+        result = promote(record, allow_packages)
     except PromotionError as exc:
         if as_json:
             _echo_json(
@@ -206,8 +240,10 @@ def promote_command(run: str, tracking_uri: str | None, as_json: bool) -> None:
             for problem in exc.problems[1:] if len(exc.problems) > 1 else []:
                 click.echo(f"  - {problem}", err=True)
         raise SystemExit(EXIT_FAIL) from None
+    still_failing = result.report is not None and not result.report.passed
     if as_json:
         _echo_json({"promoted": True, **result.to_dict()})
+        _exit(EXIT_FAIL if still_failing else EXIT_OK)
         return
     if result.already:
         click.echo(
@@ -219,9 +255,10 @@ def promote_command(run: str, tracking_uri: str | None, as_json: bool) -> None:
             click.echo(f"  stored {path}")
     for note in result.notes:
         click.echo(f"  note: {note}")
-    if result.report is not None and not result.report.passed:
+    if still_failing and result.report is not None:
         print_gate(result.report)
         click.echo(f"still failing for production: {', '.join(result.report.failed)}")
+        raise SystemExit(EXIT_FAIL)
 
 
 COMMANDS = [show_command, diff_command, check_command, promote_command]
