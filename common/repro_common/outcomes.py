@@ -41,6 +41,21 @@ VOLATILE_ARTIFACTS = {
     "config.yaml": "W&B's config copy (with its own timestamps)",
     "output.log": "the console output (timings, progress bars)",
 }
+# Files of an MLflow model folder (one holding an MLmodel) that describe its environment or an
+# input sample: not outcomes, and equal whenever the record's environment is.
+MODEL_SPEC_FILES = (
+    "conda.yaml",
+    "python_env.yaml",
+    "requirements.txt",
+    "input_example.json",
+    "serving_input_example.json",
+    "registered_model_meta",
+)
+# Suffixes of formats that differ on every save of the same model: suffix -> why.
+VOLATILE_SUFFIXES = {
+    ".skops": "skops names its arrays by memory address, so the same model differs on every "
+    "save (log it with serialization_format='cloudpickle' to compare it)",
+}
 WANDB_INPUT_COPIES = ("requirements.txt", "conda-environment.yaml", "diff.patch")
 # Folders of a run's artifacts that are not outcomes: our own record, W&B's code copy.
 NOT_OUTCOME_DIRS = ("repro/", "code/")
@@ -61,14 +76,19 @@ def artifact_digests(record: RunRecord) -> tuple[dict[str, str], dict[str, str]]
     bookkeeping files (requirements.txt and friends in the run's files/) are left
     out as not outcomes only when the run is a W&B run.
     """
-    import blake3
-
     digests: dict[str, str] = {}
     skipped: dict[str, str] = {}
-    for path in record.list_artifacts():
-        if path.startswith(NOT_OUTCOME_DIRS):
+    paths = [p for p in record.list_artifacts() if not p.startswith(NOT_OUTCOME_DIRS)]
+    model_dirs = {p.rpartition("/")[0] for p in paths if p.rpartition("/")[2] == "MLmodel"}
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        if folder in model_dirs and name in MODEL_SPEC_FILES:
+            skipped[path] = "the model's environment spec or input example, not an outcome"
             continue
-        name = path.rsplit("/", 1)[-1]
+        suffix = next((s for s in VOLATILE_SUFFIXES if name.endswith(s)), None)
+        if suffix is not None:
+            skipped[path] = VOLATILE_SUFFIXES[suffix]
+            continue
         if record.kind == "wandb" and "/" not in path and name in WANDB_INPUT_COPIES:
             continue  # W&B's environment and code copies: inputs, compared by the record
         if name in VOLATILE_ARTIFACTS:
@@ -78,5 +98,31 @@ def artifact_digests(record: RunRecord) -> tuple[dict[str, str], dict[str, str]]
         if content is None:
             skipped[path] = "could not be read"
             continue
-        digests[path] = "blake3:" + blake3.blake3(content).hexdigest()
+        digests[path] = content_digest(content)
     return digests, skipped
+
+
+def content_digest(content: bytes) -> str:
+    """blake3 of a file; of a zip archive's members (names and bytes), not of the archive.
+
+    Model formats that are zip files (skops, torch.save, .keras) stamp each member
+    with the time it was written, so the same weights saved twice differ byte for
+    byte; their members do not.
+    """
+    import blake3
+
+    if content.startswith(b"PK\x03\x04"):
+        import io
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(io.BytesIO(content)) as archive:
+                hasher = blake3.blake3(b"mlrepro.zip-members/1\0")
+                for name in sorted(archive.namelist()):
+                    member = archive.read(name)
+                    hasher.update(f"{name}\0{len(member)}\0".encode())
+                    hasher.update(member)
+                return "blake3:" + hasher.hexdigest()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            pass  # not a readable archive after all: hash the bytes
+    return "blake3:" + blake3.blake3(content).hexdigest()

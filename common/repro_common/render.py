@@ -184,9 +184,9 @@ def print_diff(diff: RunDiff) -> None:
     colour = "green" if diff.identical else ("red" if diff.verdict != "unknown" else "yellow")
     first, *rest = summary_lines(diff)
     word, _, tail = first.partition(":")
-    console.print(f"[{colour}]{escape(word)}[/{colour}]:{escape(tail)}")
+    console.print(f"[{colour}]{escape(word)}[/{colour}]:{escape(tail)}", soft_wrap=True)
     for line in rest:
-        console.print(escape(line))
+        console.print(escape(line), soft_wrap=True)
     for group in diff.differing_groups:
         table = Table(title=group, header_style="bold", title_justify="left")
         table.add_column("field", overflow="fold")

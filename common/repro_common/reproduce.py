@@ -1171,8 +1171,10 @@ def compare(
             held.append(f"only timing metrics ({', '.join(timing[:4])})")
         else:
             held.append("no comparable metrics")
-        if artifacts:
-            held.append("no artifacts outside repro/ to compare")
+        if artifacts and files:
+            held.append(f"no artifact that can be compared ({len(files)} listed, see the checks)")
+        elif artifacts:
+            held.append("no artifacts outside repro/")
         reason = (
             f"{lead}inputs match but nothing was compared: the original run logged "
             f"{' and '.join(held)}; {WHAT_TO_LOG}"
