@@ -121,3 +121,23 @@ def test_seeded_runs_with_equal_outcomes_are_identical_and_clocks_can_be_compare
     # Asked to compare a clock metric, diff compares it (here it happens to be equal too).
     assert main(["diff", a, b, "--tracking-uri", uri, "--compare-metric", "train_runtime"]) == 0
     assert "metrics: 2 compared, all equal" in capsys.readouterr().out
+
+
+def test_clock_metrics_of_hugging_face_lightning_and_keras_are_timing() -> None:
+    from repro_common.outcomes import is_timing
+
+    for name in (
+        "train_runtime",
+        "eval_runtime",
+        "train_samples_per_second",
+        "eval_steps_per_second",
+        "epoch_duration",
+        "epoch_time",
+        "fit_seconds",
+        "_runtime",
+        "system/cpu_utilization_percentage",
+    ):
+        assert is_timing(name), name
+    for name in ("loss", "eval_loss", "val_acc", "accuracy", "total_flos", "epoch"):
+        assert not is_timing(name), name
+    assert not is_timing("train_runtime", compare_anyway=("train_*",))

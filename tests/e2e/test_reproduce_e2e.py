@@ -161,8 +161,9 @@ def test_rerun_in_a_fresh_directory_gives_the_same_metrics_bitwise(
         )  # bitwise, read back by MLflow
     assert again.data.tags["repro.seed"] == first.data.tags["repro.seed"]
     assert again.data.tags["repro.git.commit"] == first.data.tags["repro.git.commit"]
-    compared = {c["name"] for c in verdict["checks"] if c["section"] == "metric"}
-    assert compared == {"loss", "w_norm"}  # the clock metric is left out
+    metrics = {c["name"]: c for c in verdict["checks"] if c["section"] == "metric"}
+    assert {name for name, c in metrics.items() if c["ok"] is not None} == {"loss", "w_norm"}
+    assert metrics["epoch_time_s"]["note"] == "not compared (timing)"  # a clock: listed, not judged
     assert [c["ok"] for c in verdict["checks"] if c["section"] == "input"] == [True]
 
 
@@ -170,6 +171,7 @@ def test_rerun_in_a_fresh_directory_gives_the_same_metrics_bitwise(
 def test_a_manifest_file_reruns_in_a_venv_and_compares_inputs_only(
     original: Original, tmp_path: Path
 ):
+    """A manifest file holds no metrics: inputs match, nothing else to compare (exit 3)."""
     target = tmp_path / "from-file"
     proc = _reproduce(
         original,
@@ -183,9 +185,10 @@ def test_a_manifest_file_reruns_in_a_venv_and_compares_inputs_only(
         str(target),
         "--json",
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 3, proc.stdout + proc.stderr
     report = _report(proc)
     verdict = report["verdict"]
+    assert verdict["verdict"] == "REBUILT, NOT VERIFIED" and verdict["reproduced"] is False
     assert "no metrics" in verdict["reason"]
     assert not [c for c in verdict["checks"] if c["section"] == "metric"]
     assert [c["ok"] for c in verdict["checks"] if c["section"] == "input"] == [True]
