@@ -121,7 +121,8 @@ def check_determinism_command(
     """Run SCRIPT [ARGS]... several times with the same seed and compare the metrics it reports.
 
     Each run is a fresh `python SCRIPT ARGS...` with MLREPRO_SEED set; the script
-    picks the seed up with `repro_common.seed_everything()`. Options go before
+    picks the seed up with `repro_common.seed_everything()`, or with no code change
+    at its first tracked run (MLflow `start_run`, the W&B callback). Options go before
     SCRIPT; everything after SCRIPT is passed to it.
 
     \b
