@@ -19,9 +19,15 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The current environment without our own switches, plus `extra`."""
+    """The current environment without our own switches, plus `extra`.
+
+    Also without the seed variables seed_everything() sets: an earlier test's seeding in
+    this process (or a module-scoped fixture that runs before the per-test cleanup) must
+    not seed a child that is meant to be unseeded.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLREPRO_")}
-    env.pop("PYTHONHASHSEED", None)
+    for name in ("PYTHONHASHSEED", "PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG"):
+        env.pop(name, None)
     env.update(extra)
     return env
 
