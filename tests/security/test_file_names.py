@@ -20,7 +20,9 @@ BAD = b"bad\xffname.txt"
 
 def test_a_non_utf8_name_in_the_checkout_keeps_the_record_and_round_trips(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "project", {"train.py": MLFLOW_TRAIN})
-    (Path(os.fsdecode(os.path.join(os.fsencode(repo), BAD)))).write_text("x\n")  # `touch $'bad\xffname.txt'`
+    (Path(os.fsdecode(os.path.join(os.fsencode(repo), BAD)))).write_text(
+        "x\n"
+    )  # `touch $'bad\xffname.txt'`
     data = Path(os.fsdecode(os.fsencode(tmp_path) + b"/in\xfeputs"))
     data.mkdir()
     (data / "part-0.csv").write_text("a,b\n1,2\n")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from repro_common.text import FIELD_MAX_CHARS, printable
