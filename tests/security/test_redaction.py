@@ -19,7 +19,10 @@ from support.records import MLFLOW_TRAIN, read_run, run_mlflow_script
 CANARY = "CANARYq9x4"
 C = CANARY
 
-TRAIN = "import local_settings\n" + MLFLOW_TRAIN
+# One ignored module imported before MLflow (read with the first git look), one after.
+TRAIN = "import local_settings\n" + MLFLOW_TRAIN.replace(
+    "import repro_common\n", "import repro_common\nimport late_settings\n"
+)
 ARGS = [
     "--data", f"https://data.example.com/set.tar?access_token={C}a",
     f"--weights=s3://bucket/w.pt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={C}b"
@@ -58,10 +61,11 @@ def test_canaries_in_urls_argv_headers_dsns_and_ignored_modules_reach_no_tag_or_
 ) -> None:
     repo = make_repo(
         tmp_path / "project",
-        {"train.py": TRAIN, ".gitignore": "local_settings.py\n__pycache__/\n"},
+        {"train.py": TRAIN, ".gitignore": "*_settings.py\n__pycache__/\n"},
         remote=f"https://deploy:pa/ss?{C}s@git.example.com/team/project.git?private_token={C}t",
     )
     (repo / "local_settings.py").write_text(f'DB_PASSWORD = "{C}u"\n')  # ignored, imported
+    (repo / "late_settings.py").write_text(f'API_KEY = "{C}w"\n')
     data = tmp_path / "train.csv"
     data.write_text("a,b\n1,2\n")
     inputs = [{"path": str(data), "name": "train", "source": f"https://b.s3.amazonaws.com/t.csv"
@@ -85,9 +89,10 @@ def test_canaries_in_urls_argv_headers_dsns_and_ignored_modules_reach_no_tag_or_
     code = manifest["code"]
     assert code["remote"] == "https://git.example.com/team/project.git?private_token=***"
     assert "--epochs" in code["argv"] and REDACTED in code["argv"]
-    (settings,) = [s for s in code["unversioned_sources"] if s["path"] == "local_settings.py"]
-    assert settings["ignored"] is True and settings["in_diff"] is False
-    assert settings["digest"] == digest_bytes((repo / "local_settings.py").read_bytes())
+    sources = {s["path"]: s for s in code["unversioned_sources"]}
+    for name in ("local_settings.py", "late_settings.py"):
+        assert sources[name]["ignored"] is True and sources[name]["in_diff"] is False
+        assert sources[name]["digest"] == digest_bytes((repo / name).read_bytes())
     assert (
         "repro/code.diff" not in run.artifacts
         or b"DB_PASSWORD" not in run.artifacts["repro/code.diff"]
