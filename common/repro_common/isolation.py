@@ -11,13 +11,8 @@ log = logging.getLogger("mlrepro")
 
 
 def error_entry(collector: str, exc: BaseException) -> dict[str, str]:
-    from repro_common.text import one_line
-
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return {
-        "collector": collector,
-        "error": one_line(f"{type(exc).__name__}: {message}".rstrip(": ")),
-    }
+    return {"collector": collector, "error": f"{type(exc).__name__}: {message}".rstrip(": ")}
 
 
 def guarded(collector: str, fn: Callable[[], T], default: T, errors: list[dict[str, Any]]) -> T:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from mlflow_repro_plugin import uploader
-from repro_common.isolation import error_entry
 from repro_common.text import MESSAGE_MAX_CHARS, json_safe, quote_name, unquote_name
 from support.git import make_repo
 from support.records import MLFLOW_TRAIN, read_run, run_mlflow_script
@@ -71,7 +70,7 @@ def test_json_safe_quotes_only_what_utf8_cannot_carry() -> None:
     assert json_safe(clean) is clean  # nothing to fix: no copy
 
 
-def test_warnings_and_error_entries_stay_one_short_line(caplog: pytest.LogCaptureFixture) -> None:
+def test_warnings_stay_one_short_line(caplog: pytest.LogCaptureFixture) -> None:
     huge = "manifest {\n" + "x" * 25_000 + "\n}"
     uploader._warned.clear()
     with caplog.at_level(logging.WARNING, logger="mlrepro"):
@@ -79,5 +78,3 @@ def test_warnings_and_error_entries_stay_one_short_line(caplog: pytest.LogCaptur
     uploader._warned.clear()
     (message,) = [r.getMessage() for r in caplog.records if r.name == "mlrepro"]
     assert "\n" not in message and len(message) < MESSAGE_MAX_CHARS + 100
-    entry = error_entry("code", UnicodeEncodeError("utf-8", huge, 3, 4, "surrogates not allowed"))
-    assert "\n" not in entry["error"] and len(entry["error"]) < MESSAGE_MAX_CHARS + 100
