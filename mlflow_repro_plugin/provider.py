@@ -170,6 +170,11 @@ def errors_value(errors: list[dict[str, Any]], note: str | None = None) -> str |
     return "; ".join(kept) + pointer  # pragma: no cover - loop always returns once too long
 
 
+# MLflow's tag names (mlflow.utils.mlflow_tags), spelled here: importing them would load MLflow.
+GIT_REPO_URL_TAG = "mlflow.source.git.repoURL"
+LEGACY_GIT_REPO_URL_TAG = "mlflow.gitRepoURL"
+
+
 def _clip(value: Any) -> str:
     text = str(value)
     return text if len(text) <= MAX_TAG_VALUE else text[: MAX_TAG_VALUE - 3] + "..."
@@ -221,6 +226,11 @@ def run_tags(site: RunSite) -> dict[str, str]:
     manifest = capture()
     tags = manifest_tags(manifest)
     tags[CAPTURE_ID_TAG] = capture_id
+    remote = manifest.code.get("remote")
+    if isinstance(remote, str) and remote:
+        # MLflow's own git provider strips user-info only up to the first `/` and keeps
+        # query tokens; providers registered after it win, so its URL tags get ours.
+        tags.update({GIT_REPO_URL_TAG: _clip(remote), LEGACY_GIT_REPO_URL_TAG: _clip(remote)})
     # Written now, removed by the uploader once repro/ is in place: a run whose upload never
     # happens (server gone, process killed) says so without anyone having to write it.
     tags[ERRORS_TAG] = errors_value(manifest.errors, PENDING_NOTE) or PENDING_NOTE

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from repro_common.redact import strip_userinfo
 from repro_common.runs import RunNotFound, RunRecord, parse_manifest
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -40,13 +41,8 @@ def parse_ref(ref: str) -> str | None:
 
 
 def safe_uri(uri: str) -> str:
-    """The URI without user-info, for messages."""
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = host + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return uri
+    """The URI without user-info or credential query parameters, for messages."""
+    return strip_userinfo(uri)
 
 
 @contextmanager

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from repro_common.text import one_line
+
 if TYPE_CHECKING:
     from repro_common.manifest import Manifest
 
@@ -77,7 +79,7 @@ def warn_once(kind: str, message: str, *args: Any) -> None:
             return
         _warned.add(kind)
     try:
-        log.warning(message, *args)
+        log.warning("%s", one_line(message % args if args else message))
     except Exception:  # pragma: no cover - logging itself must not break the host
         pass
 
@@ -129,6 +131,11 @@ def _is_permanent(exc: BaseException) -> bool:
     return getattr(exc, "error_code", None) in _PERMANENT_MLFLOW_CODES
 
 
+# Jitter from our own generator: a draw from the global `random` in this thread
+# would shift the user's stream whenever a slow server makes us retry.
+_jitter = random.Random()
+
+
 def retry(fn: Callable[[], T], deadline: float) -> T:
     """fn() until it succeeds, a permanent error, or the deadline; at least one attempt."""
     delay = FIRST_BACKOFF
@@ -139,7 +146,7 @@ def retry(fn: Callable[[], T], deadline: float) -> T:
             if _is_permanent(exc) or time.monotonic() + delay > deadline:
                 raise
             log.debug("mlrepro upload retry in %.2fs after %r", delay, exc)
-            time.sleep(delay * (0.75 + random.random() / 2))
+            time.sleep(delay * (0.75 + _jitter.random() / 2))
             delay = min(delay * 2, MAX_BACKOFF)
 
 

@@ -23,6 +23,7 @@ from repro_common.capture import disabled
 from repro_common.data import SKIPPED, describe_input, publish_run_inputs, unfingerprinted_input
 from repro_common.isolation import error_entry, guarded
 from repro_common.manifest import TRACKS, Manifest
+from repro_common.text import one_line
 
 ARTIFACT_TYPE = "repro-manifest"
 CONFIG_KEY = "repro"
@@ -34,7 +35,7 @@ class ReproWarning(UserWarning):
 
 
 def warn(message: str) -> None:
-    warnings.warn(f"mlrepro: {message}", ReproWarning, stacklevel=3)
+    warnings.warn(f"mlrepro: {one_line(message)}", ReproWarning, stacklevel=3)
 
 
 def require_host(extra: str, *modules: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from repro_common import __version__
 from repro_common.isolation import guarded
 from repro_common.manifest import TRACKS, Manifest
+from repro_common.text import json_safe
 
 _static_lock = threading.Lock()
 _static: tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]] | None = None
@@ -137,15 +138,18 @@ def capture(track: str | None = None, inputs: list[dict[str, Any]] | None = None
         "pid": os.getpid(),
         "errors": errors,
     }
-    manifest = Manifest(
-        environment=env_section,
-        code=code_section,
-        seeds=seed_record,
-        data=inputs,
-        capture=info,
-        track=chosen_track,
+    # One file name that is not UTF-8 must not cost the record: such names are quoted.
+    sections = json_safe(
+        {
+            "environment": env_section,
+            "code": code_section,
+            "seeds": seed_record,
+            "data": inputs,
+            "capture": info,
+        }
     )
-    info["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    manifest = Manifest(**sections, track=chosen_track)
+    manifest.capture["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
     if chosen_track == "production":
         from repro_common.tracks import warn_unmet_requirements
 

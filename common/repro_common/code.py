@@ -3,9 +3,10 @@
 A commit alone rarely reproduces a run: the diff on top of it and the untracked
 `utils.py` that `train.py` imported are where results get lost. So the record
 keeps the commit, a digest of the staged+unstaged diff, and every module that
-ran from inside the checkout while git does not track it (untracked or ignored),
-and `diff_text` turns all of that into one patch that `git apply` accepts on the
-recorded commit.
+ran from inside the checkout while git does not track it, and `diff_text` turns
+all of that into one patch that `git apply` accepts on the recorded commit.
+Git-ignored modules are the exception: ignored files are where people keep
+secrets (`local_settings.py`), so only their name and digest are recorded.
 
 All git commands start at once and run concurrently (a few ms in total), with
 optional locks off, so capture never blocks or disturbs the user's own git.
@@ -25,6 +26,7 @@ from repro_common.environment import kill_group
 from repro_common.isolation import error_entry
 from repro_common.manifest import digest_bytes
 from repro_common.redact import redact_argv, strip_userinfo
+from repro_common.text import quote_name
 
 DIFF_MAX_BYTES = 2 * 1024 * 1024  # tracked diff kept for the artifact
 SOURCE_MAX_BYTES = 512 * 1024  # one unversioned module's content carried in the patch
@@ -125,8 +127,27 @@ def parse_status(raw: bytes) -> dict[str, Any]:
             if rec[0] == "2":
                 i += 1  # a rename carries its original path in the next record
         elif rec[0] == "?":
-            untracked.append(rec[2:])
+            untracked.append(quote_name(rec[2:]))
     return {"head": head, "branch": branch, "changed": changed, "untracked": untracked}
+
+
+def _git_paths(raw: bytes) -> set[str]:
+    """NUL-separated paths from git, decoded losslessly."""
+    return {p.decode(errors="surrogateescape") for p in raw.split(b"\0") if p}
+
+
+def _check_ignore_args(paths: list[str]) -> tuple[str, ...]:
+    """git's arguments listing which of `paths` are untracked and git-ignored."""
+    return (
+        "ls-files",
+        "-z",
+        "--full-name",
+        "--others",
+        "--ignored",
+        "--exclude-standard",
+        "--",
+        *paths,
+    )
 
 
 def _pick_remote(raw: bytes) -> str | None:
@@ -198,8 +219,13 @@ def new_file_patch(path: str, content: bytes, executable: bool = False) -> str:
     return f"{head}--- /dev/null\n+++ b/{path}\n@@ -0,0 +1,{len(lines)} @@\n{body}"
 
 
-def _read_unversioned(root: str, paths: list[str], budget: int) -> list[dict[str, Any]]:
-    """Records (path, digest, size); the content of those within the caps goes into the patch."""
+def _read_unversioned(
+    root: str, paths: list[str], budget: int, ignored: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """Records (path, digest, size); the content of those within the caps goes into the patch.
+
+    `ignored` (git-ignored paths) are recorded by name and digest only, never carried.
+    """
     records: list[dict[str, Any]] = []
     for rel in paths:
         full = os.path.join(root, rel)
@@ -215,7 +241,9 @@ def _read_unversioned(root: str, paths: list[str], budget: int) -> list[dict[str
             "size_bytes": len(content),
             "in_diff": False,
         }
-        if len(content) <= min(SOURCE_MAX_BYTES, budget) and not _quoted_path_needed(rel):
+        if rel in ignored:
+            record["ignored"] = True
+        elif len(content) <= min(SOURCE_MAX_BYTES, budget) and not _quoted_path_needed(rel):
             try:
                 _source_texts[(root, rel, record["digest"])] = new_file_patch(
                     rel, content, executable
@@ -228,11 +256,13 @@ def _read_unversioned(root: str, paths: list[str], budget: int) -> list[dict[str
     return records
 
 
-def _classify_modules(root: str, candidates: list[str], tracked: set[str]) -> None:
+def _classify_modules(
+    root: str, candidates: list[str], tracked: set[str], ignored: frozenset[str]
+) -> None:
     known = _module_files.setdefault(root, {})
     fresh = [p for p in candidates if p not in known and p not in tracked]
     used = sum(r["size_bytes"] for r in known.values() if r and r.get("in_diff"))
-    for record in _read_unversioned(root, fresh, SOURCES_MAX_BYTES - used):
+    for record in _read_unversioned(root, fresh, SOURCES_MAX_BYTES - used, ignored):
         known[record["path"]] = record
     for path in candidates:
         known.setdefault(path, None)
@@ -259,15 +289,22 @@ def refresh_sources(section: dict[str, Any], errors: list[dict[str, Any]]) -> No
     seen.update(names)
     new = [p for p in module_files_in(root, names) if p not in known]
     if new:
+        env = _git_env()
+        procs = [
+            _start_git(root, "ls-files", "-z", "--full-name", "--", *new, env=env),
+            _start_git(root, *_check_ignore_args(new), env=env),
+        ]
         try:
-            listed = _finish_git(
-                _start_git(root, "ls-files", "-z", "--full-name", "--", *new, env=_git_env())
-            )
+            listed = _finish_git(procs[0])
+            ignored = _finish_git(procs[1], ok_codes=(0, 1))
         except Exception as exc:
             errors.append(error_entry("code.sources", exc))
             return
-        tracked = {p.decode(errors="surrogateescape") for p in listed.split(b"\0") if p}
-        _classify_modules(root, new, tracked)
+        finally:
+            for proc in procs:
+                if proc.returncode is None:
+                    kill_group(proc)
+        _classify_modules(root, new, _git_paths(listed), frozenset(_git_paths(ignored)))
     sources = _unversioned_records(root)
     if sources != section.get("unversioned_sources"):
         section["unversioned_sources"] = sources
@@ -383,16 +420,18 @@ def _collect_git(root: str, section: dict[str, Any]) -> None:
             procs.append(
                 _start_git(root, "ls-files", "-z", "--full-name", "--", *candidates, env=env)
             )
+            procs.append(_start_git(root, *_check_ignore_args(candidates), env=env))
         state = parse_status(_finish_git(procs[0]))
         # `git diff HEAD` fails before the first commit; nothing to diff against then.
         diff_raw = _finish_git(procs[1], ok_codes=(0, 128) if state["head"] is None else (0,))
         remote_raw = _finish_git(procs[2], ok_codes=(0, 1))
         listed = _finish_git(procs[3]) if candidates else b""
+        ignored = _finish_git(procs[4], ok_codes=(0, 1)) if candidates else b""
     finally:
         for proc in procs:
             if proc.returncode is None:
                 kill_group(proc)
-    tracked = {p.decode(errors="surrogateescape") for p in listed.split(b"\0") if p}
+    tracked = _git_paths(listed)
 
     section["commit"] = state["head"]
     section["branch"] = state["branch"]
@@ -406,7 +445,7 @@ def _collect_git(root: str, section: dict[str, Any]) -> None:
 
     _module_files.pop(root, None)  # a fresh collection reads every module again
     _scanned_modules[root] = names
-    _classify_modules(root, candidates, tracked)
+    _classify_modules(root, candidates, tracked, frozenset(_git_paths(ignored)))
     sources = _unversioned_records(root)
     section["unversioned_sources"] = sources
     kept, truncated = _cap_diff(diff_raw)

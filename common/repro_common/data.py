@@ -829,7 +829,7 @@ class _Walk(NamedTuple):
 # (fstatat): cheaper than resolving every file's full path again.
 _STAT_AT = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
 _FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-_WALK_TAG = b"mlrepro.walk/1"
+_WALK_TAG = b"mlrepro.walk/2"  # /2: stat keys hold the ctime
 _ENTRY_STAT = os.DirEntry.stat
 _MODE = operator.attrgetter("st_mode")
 _SIZE = operator.attrgetter("st_size")
@@ -999,7 +999,7 @@ def _hash_folder(root: bytes, walk: _Walk, ctx: _Context, walked_at: int) -> tup
     newest = -1 << 63
     for prefix, names, keys in walk.groups:
         split = names.split(b"\0")
-        for i, (_, _, size, mtime) in enumerate(unpack_stat_keys(keys)):
+        for i, (_, _, size, mtime, _) in enumerate(unpack_stat_keys(keys)):
             key = keys[i * STAT_KEY_SIZE : (i + 1) * STAT_KEY_SIZE]
             files.append(_FileStat(prefix + split[i], size, key))
             newest = max(newest, mtime)
@@ -1165,6 +1165,10 @@ def describe_input(
         raise ValueError("track_data needs a non-empty name")
     if isinstance(obj, (str, os.PathLike)) and source is None:
         source = os.path.abspath(os.fspath(obj))
+    if isinstance(source, str):
+        from repro_common.redact import redact_url
+
+        source = redact_url(source, keep_user=True)  # a presigned URL carries its signature
     try:
         result = fingerprint_details(obj, max_items=max_items, use_cache=use_cache)
     except AugmentedDataError as exc:

@@ -1,7 +1,9 @@
 """Per-file digest cache, so re-fingerprinting an unchanged folder costs only `stat` calls.
 
-Keyed like DVC's state database: a digest is reused only while the file's
-(path, device, inode, size, mtime_ns) are all unchanged. A second table keeps,
+Keyed like git's index: a digest is reused only while the file's
+(path, device, inode, size, mtime_ns, ctime_ns) are all unchanged. The ctime
+matters: bytes rewritten in place with size and mtime restored (`os.utime`)
+leave every other field as it was, but the kernel always moves the ctime. A second table keeps,
 per folder, the signature of its last walk (every file's path and stat key) and
 the listing its digest covers, so an unchanged folder costs one lookup, not one
 per file. SQLite in WAL mode lets several processes (DataLoader workers,
@@ -29,8 +31,10 @@ CACHE_FILE = "fingerprints-v1.sqlite3"
 RACY_WINDOW_NS = 2_000_000_000
 _BUSY_TIMEOUT_S = 15.0
 
-# `stat` packs (device, inode, size, mtime_ns) as four little-endian uint64: one
-# bytes comparison per file keeps a warm re-fingerprint close to the cost of stat.
+# `stat` packs (device, inode, size, mtime_ns, ctime_ns) as five little-endian
+# 64-bit integers: one bytes comparison per file keeps a warm re-fingerprint close
+# to the cost of stat. Rows written by older versions hold four-field keys, which
+# never compare equal to these: such a file is hashed once more and its row replaced.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS file_digests (
     path BLOB PRIMARY KEY,
@@ -47,31 +51,37 @@ CREATE TABLE IF NOT EXISTS tree_digests (
     listing BLOB NOT NULL
 ) WITHOUT ROWID
 """
-_STAT = struct.Struct("<3Qq")
+_STAT = struct.Struct("<3Qqq")
 _U64 = (1 << 64) - 1
 STAT_KEY_SIZE = _STAT.size
 
 
 def stat_key(st: os.stat_result) -> bytes:
-    """What must be unchanged for a cached digest to be trusted: device, inode, size, mtime_ns."""
-    return _STAT.pack(st.st_dev & _U64, st.st_ino & _U64, st.st_size, st.st_mtime_ns)
+    """What must be unchanged for a cached digest to be trusted: device, inode, size, mtime, ctime."""
+    return _STAT.pack(
+        st.st_dev & _U64, st.st_ino & _U64, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+    )
 
 
 def stat_keys(stats: list[os.stat_result]) -> bytes:
     """`stat_key` of each, back to back, with no Python call per file (warm walks live on this)."""
     pack = _STAT.pack
     try:
-        return b"".join([pack(s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns) for s in stats])
+        return b"".join(
+            [pack(s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for s in stats]
+        )
     except struct.error:  # a negative device or inode number (not on Linux): mask them
         return b"".join(map(stat_key, stats))
 
 
-def unpack_stat_keys(keys: bytes) -> Iterator[tuple[int, int, int, int]]:
-    """(device, inode, size, mtime_ns) of each key in a `stat_keys` blob."""
+def unpack_stat_keys(keys: bytes) -> Iterator[tuple[int, int, int, int, int]]:
+    """(device, inode, size, mtime_ns, ctime_ns) of each key in a `stat_keys` blob."""
     return _STAT.iter_unpack(keys)
 
 
 def key_mtime_ns(key: bytes) -> int:
+    """The mtime the racy window is measured from (as git does: a copy with its
+    mtime preserved is cached at once, though its ctime is new)."""
     return int(_STAT.unpack(key)[3])
 
 

@@ -181,7 +181,7 @@ def code_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
             "code",
             False,
             f"{len(missing)} uncommitted source file(s) that ran are not stored "
-            f"(too large or not text): {', '.join(missing[:3])}: commit them",
+            f"(too large, not text or git-ignored): {', '.join(missing[:3])}: commit them",
             details=missing,
         )
     if code.get("diff_truncated"):

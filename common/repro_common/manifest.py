@@ -8,7 +8,6 @@ same code, environment, seeds and data share a digest.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -59,23 +58,33 @@ def digest_bytes(data: bytes) -> str:
 
 
 def _drop_path(doc: dict[str, Any], dotted: str) -> None:
+    """Remove `dotted` from `doc`, copying each dict on the way: the caller's record is shared."""
     *parents, leaf = dotted.split(".")
     node: Any = doc
     for key in parents:
-        node = node.get(key) if isinstance(node, dict) else None
-        if node is None:
+        child = node.get(key)
+        if not isinstance(child, dict):
             return
-    if isinstance(node, dict):
-        node.pop(leaf, None)
+        node[key] = child = dict(child)
+        node = child
+    node.pop(leaf, None)
 
 
 def _relevant_view(doc: dict[str, Any]) -> dict[str, Any]:
-    view = {k: copy.deepcopy(doc.get(k)) for k in ("environment", "code", "seeds", "data")}
+    # Copy on write, not deepcopy: a record with 200,000 inputs is hashed in a second.
+    view = {k: doc.get(k) for k in ("environment", "code", "seeds", "data")}
     for dotted in VOLATILE_PATHS:
         _drop_path(view, dotted)
-    for package in (view.get("environment") or {}).get("packages") or []:
-        if package.get("source") in PATH_SOURCES:
-            package.pop("url", None)  # a checkout's location, not its content
+    environment = view.get("environment")
+    if isinstance(environment, dict) and isinstance(environment.get("packages"), list):
+        view["environment"] = environment = dict(environment)
+        environment["packages"] = [
+            # a checkout's location, not its content
+            {k: v for k, v in package.items() if k != "url"}
+            if isinstance(package, dict) and package.get("source") in PATH_SOURCES
+            else package
+            for package in environment["packages"]
+        ]
     data = view.get("data") or []
     view["data"] = sorted(
         ({k: v for k, v in item.items() if k not in VOLATILE_DATA_KEYS} for item in data),
@@ -152,6 +161,7 @@ class Manifest:
             raise ManifestError(
                 f"not an mlrepro manifest (schema {found!r}, expected {SCHEMA_ID!r})"
             )
+        check_field_types(doc)
         return cls(
             environment=doc.get("environment") or {},
             code=doc.get("code") or {},
@@ -184,7 +194,27 @@ class Manifest:
         return list(self.capture.get("errors") or [])
 
 
+def check_field_types(doc: dict[str, Any]) -> None:
+    """Raise ManifestError naming the first field whose type readers cannot walk.
+
+    A record is untrusted input: `data` as an object or a package as a string must
+    say so by name, not fail later as `'list' object has no attribute 'get'`.
+    """
+    from repro_common.schema_check import first_problem
+
+    problem = first_problem(doc, schema(), types_only=True)
+    if problem:
+        raise ManifestError(f"manifest field {problem}")
+
+
 def validate_document(doc: dict[str, Any]) -> None:
+    from repro_common.schema_check import first_problem, supports
+
+    if supports(schema()):  # the fast checker; jsonschema only for keywords it lacks
+        problem = first_problem(doc, schema())
+        if problem:
+            raise ManifestError(f"manifest does not follow {SCHEMA_ID}: field {problem}")
+        return
     import jsonschema
 
     try:

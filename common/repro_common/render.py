@@ -1,14 +1,24 @@
-"""Human-readable views (rich, on stdout): the reproducibility card, gate and diff tables."""
+"""Human-readable views (rich, on stdout): the reproducibility card, gate and diff tables.
+
+Every value that comes from a record is shown as plain text (`_plain`): never
+read as rich markup, its control characters escaped, its length capped. A
+record is untrusted input and the terminal must show it, not obey it.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from repro_common.manifest import Manifest
+from repro_common.text import printable
 
 if TYPE_CHECKING:
     from repro_common.diff import RunDiff
     from repro_common.gate import GateReport
+
+
+DETAILS_SHOWN = 20  # per gate rule; the JSON report lists all
+ROWS_SHOWN = 50  # data inputs on the card, changes per diff group
 
 
 def _yes_no(value: Any) -> str:
@@ -98,7 +108,7 @@ def card_rows(
         rows.append(
             ("seeds", "determinism", ", ".join(f"{k}={v}" for k, v in sorted(switches.items())))
         )
-    for item in manifest.data:
+    for item in manifest.data[:ROWS_SHOWN]:
         notes = []
         if item.get("partial"):
             notes.append("partial")
@@ -111,6 +121,9 @@ def card_rows(
         if value is None:  # read by the run, not fingerprinted: say which and why
             value = f"not fingerprinted ({item.get('kind')}): {item.get('reason')}"
         rows.append(("data", str(item.get("name")), f"{value}{suffix}"))
+    if len(manifest.data) > ROWS_SHOWN:
+        more = len(manifest.data) - ROWS_SHOWN
+        rows.append(("data", "…", f"{more:,} more inputs not shown (--json lists all)"))
     for gate in gates or []:
         verdict = "pass" if gate.passed else "FAIL: " + ", ".join(gate.failed)
         if gate.passed and gate.advice:
@@ -119,6 +132,21 @@ def card_rows(
     for err in manifest.errors:
         rows.append(("capture errors", str(err.get("collector")), str(err.get("error"))))
     return rows
+
+
+def _plain(value: Any) -> Any:
+    """Record text as an inert rich Text: no markup, no escape sequences, bounded."""
+    from rich.text import Text
+
+    return Text(printable(value))
+
+
+def _markup_safe(value: Any, width: int | None = None) -> str:
+    """Record text to embed in a markup string (titles): escaped for rich and the terminal."""
+    from rich.markup import escape
+
+    text = printable(value)
+    return escape(_short(text, width) if width else text)
 
 
 def _console() -> Any:
@@ -135,12 +163,12 @@ def print_card(
 ) -> None:
     from rich.table import Table
 
-    table = Table(title=title, show_lines=False, header_style="bold")
+    table = Table(title=_plain(title), show_lines=False, header_style="bold")
     table.add_column("section", style="cyan", no_wrap=True)
     table.add_column("field", no_wrap=True)
     table.add_column("value", overflow="fold")
     for section, name, value in card_rows(manifest, track, gates):
-        table.add_row(section, name, value)
+        table.add_row(_plain(section), _plain(name), _plain(value))
     _console().print(table)
 
 
@@ -148,7 +176,10 @@ def print_gate(report: GateReport) -> None:
     from rich.table import Table
 
     verdict = "[green]PASSED[/green]" if report.passed else "[red]FAILED[/red]"
-    table = Table(title=f"{report.track} gate for {report.run}: {verdict}", header_style="bold")
+    table = Table(
+        title=f"{_markup_safe(report.track)} gate for {_markup_safe(report.run)}: {verdict}",
+        header_style="bold",
+    )
     table.add_column("rule", no_wrap=True)
     table.add_column("result", no_wrap=True)
     table.add_column("reason", overflow="fold")
@@ -159,19 +190,22 @@ def print_gate(report: GateReport) -> None:
             result = "[red]FAIL[/red]"
         else:
             result = "[yellow]advice[/yellow]"
-        reason = rule.reason
+        reason = _plain(rule.reason)
         if len(rule.details) > 1:
-            reason += "".join(f"\n  - {d}" for d in rule.details)
+            for detail in rule.details[:DETAILS_SHOWN]:
+                reason.append(f"\n  - {printable(detail, 300)}")
+            if len(rule.details) > DETAILS_SHOWN:
+                reason.append(f"\n  ... and {len(rule.details) - DETAILS_SHOWN:,} more")
         if rule.remedy:
-            reason += f"\n  fix: {rule.remedy}"
-        table.add_row(rule.name, result, reason)
+            reason.append(f"\n  fix: {printable(rule.remedy, 300)}")
+        table.add_row(_plain(rule.name), result, reason)
     _console().print(table)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Any:
     if value is None:
-        return "-"
-    return str(value)
+        return _plain("-")
+    return _plain(value)
 
 
 def print_diff(diff: RunDiff) -> None:
@@ -184,28 +218,36 @@ def print_diff(diff: RunDiff) -> None:
     colour = "green" if diff.identical else ("red" if diff.verdict != "unknown" else "yellow")
     first, *rest = summary_lines(diff)
     word, _, tail = first.partition(":")
-    console.print(f"[{colour}]{escape(word)}[/{colour}]:{escape(tail)}", soft_wrap=True)
+    console.print(
+        f"[{colour}]{escape(printable(word))}[/{colour}]:{escape(printable(tail))}", soft_wrap=True
+    )
     for line in rest:
-        console.print(escape(line), soft_wrap=True)
+        console.print(escape(printable(line)), soft_wrap=True)
     for group in diff.differing_groups:
-        table = Table(title=group, header_style="bold", title_justify="left")
+        table = Table(title=_plain(group), header_style="bold", title_justify="left")
         table.add_column("field", overflow="fold")
         table.add_column("change", no_wrap=True)
-        table.add_column(_short(diff.a, 24), overflow="fold")
-        table.add_column(_short(diff.b, 24), overflow="fold")
-        for change in diff.groups[group]:
-            table.add_row(change.field, change.kind, _cell(change.a), _cell(change.b))
+        table.add_column(_plain(_short(diff.a, 24)), overflow="fold")
+        table.add_column(_plain(_short(diff.b, 24)), overflow="fold")
+        changes = diff.groups[group]
+        for change in changes[:ROWS_SHOWN]:
+            table.add_row(
+                _plain(change.field), _plain(change.kind), _cell(change.a), _cell(change.b)
+            )
+        if len(changes) > ROWS_SHOWN:
+            more = f"{len(changes) - ROWS_SHOWN:,} more changes not shown (--json lists all)"
+            table.add_row(_plain("…"), _plain(more), _plain(""), _plain(""))
         console.print(table)
     if diff.metrics:
         table = Table(title="metrics (outcomes)", header_style="bold", title_justify="left")
         table.add_column("metric")
-        table.add_column(_short(diff.a, 24), justify="right")
-        table.add_column(_short(diff.b, 24), justify="right")
+        table.add_column(_plain(_short(diff.a, 24)), justify="right")
+        table.add_column(_plain(_short(diff.b, 24)), justify="right")
         table.add_column("delta", justify="right")
         for metric in diff.metrics:
             delta = metric.delta
             table.add_row(
-                metric.name,
+                _plain(metric.name),
                 _cell(metric.a),
                 _cell(metric.b),
                 "not compared (timing)"

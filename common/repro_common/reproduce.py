@@ -393,7 +393,9 @@ def _absolute_uri(uri: str) -> str:
 
 
 def _strip_userinfo(uri: str) -> str:
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", uri)
+    from repro_common.redact import strip_userinfo
+
+    return strip_userinfo(uri)
 
 
 def mlflow_tracking_uri(tracking_uri: str | None) -> str:

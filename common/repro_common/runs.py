@@ -9,6 +9,7 @@ cannot be read.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,10 +17,35 @@ from typing import Any, Protocol
 from repro_common.manifest import Manifest, ManifestError
 
 SOURCE_GROUP = "mlrepro.run_sources"
+RECORD_MAX_MB_DEFAULT = 64  # MLREPRO_MAX_RECORD_MB: a larger manifest is refused unread
 
 
 class RunNotFound(LookupError):
     """The RUN argument names nothing readable; the message says why in one line."""
+
+
+class RecordTooLarge(RunNotFound):
+    """A manifest over the size limit: refused before it is parsed or printed."""
+
+
+def record_max_bytes() -> int:
+    """The largest manifest readers accept (MLREPRO_MAX_RECORD_MB, default 64 MB)."""
+    raw = os.environ.get("MLREPRO_MAX_RECORD_MB", "").strip()
+    try:
+        megabytes = float(raw) if raw else RECORD_MAX_MB_DEFAULT
+    except ValueError:
+        megabytes = RECORD_MAX_MB_DEFAULT
+    return int(max(megabytes, 0) * 1024 * 1024)
+
+
+def refuse_if_too_large(size: int, where: str = "the manifest") -> None:
+    """Raise RecordTooLarge with one line when `size` bytes is over the limit."""
+    limit = record_max_bytes()
+    if size > limit:
+        raise RecordTooLarge(
+            f"{where} is {size / 1024 / 1024:.1f} MB, over the {limit / 1024 / 1024:g} MB "
+            "limit for a record; refusing to read it (raise MLREPRO_MAX_RECORD_MB to allow it)"
+        )
 
 
 class RunBackend(Protocol):
@@ -55,9 +81,10 @@ class RunRecord:
 
 
 def parse_manifest(raw: bytes | str | None) -> tuple[Manifest | None, str | None]:
-    """(manifest, None) or (None, one-line reason)."""
+    """(manifest, None) or (None, one-line reason); RecordTooLarge over the size limit."""
     if raw is None:
         return None, "no repro/manifest.json in the run"
+    refuse_if_too_large(len(raw))
     try:
         return Manifest.from_json(raw), None
     except ManifestError as exc:
@@ -88,6 +115,7 @@ def _load_manifest_file(ref: str) -> RunRecord | None:
     if not path.is_file():
         return None
     try:
+        refuse_if_too_large(path.stat().st_size, ref)
         raw = path.read_bytes()
     except OSError as exc:
         raise RunNotFound(f"cannot read {ref}: {exc.strerror}") from exc

@@ -103,6 +103,11 @@ def test_staged_unstaged_binary_and_untracked_imported_code_all_come_back_with_g
     assert set(sources) == {"utils.py", "local_settings.py"}
     assert sources["utils.py"]["digest"] == digest_bytes((project / "utils.py").read_bytes())
     assert sources["utils.py"]["size_bytes"] == len("def lost_result():\n    return 42")
+    # Ignored files are where secrets live: named and digested, never carried.
+    settings = sources["local_settings.py"]
+    assert settings["ignored"] is True and settings["in_diff"] is False
+    assert settings["digest"] == digest_bytes(b"LR = 0.3\n")
+    assert "LR = 0.3" not in patch
 
     tracked = subprocess.run(
         ["git", "diff", "HEAD", "--binary"], cwd=project, capture_output=True, check=True
@@ -116,11 +121,11 @@ def test_staged_unstaged_binary_and_untracked_imported_code_all_come_back_with_g
         "README.md",
         "assets/logo.bin",
         "utils.py",
-        "local_settings.py",
         "train.py",
     ):
         assert (rebuilt / rel).read_bytes() == (project / rel).read_bytes(), rel
     assert not (rebuilt / "notes.txt").exists()
+    assert not (rebuilt / "local_settings.py").exists()
 
 
 def test_outside_git_commit_is_null_with_a_reason_and_no_error(tmp_path: Path) -> None:

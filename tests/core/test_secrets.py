@@ -123,13 +123,19 @@ def test_remote_urls_lose_their_credentials(url: str, expected: str) -> None:
     ("uri", "expected"),
     [
         ("postgresql://mlflow:pw@db:5432/mlflow", "postgresql://mlflow@db:5432/mlflow"),
-        ("https://host/?token=abc&experiment=3", "https://host/?experiment=3"),
+        ("https://host/?token=abc&experiment=3", "https://host/?token=***&experiment=3"),
         (
             "https://acct.blob.core.windows.net/c?sv=2022&sig=abc&sp=r",
-            "https://acct.blob.core.windows.net/c?sp=r",
+            "https://acct.blob.core.windows.net/c?sv=***&sig=***&sp=***",
         ),
-        ("s3://bucket/path?X-Amz-Signature=abc&X-Amz-Credential=k", "s3://bucket/path"),
-        ("http://u:p@host:5000?password=x&apikey=y&secret=z", "http://u@host:5000"),
+        (
+            "s3://bucket/path?X-Amz-Signature=abc&X-Amz-Credential=k",
+            "s3://bucket/path?X-Amz-Signature=***&X-Amz-Credential=***",
+        ),
+        (
+            "http://u:p@host:5000?password=x&apikey=y&secret=z",
+            "http://u@host:5000?password=***&apikey=***&secret=***",
+        ),
         ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
         ("databricks", "databricks"),
     ],

@@ -73,9 +73,10 @@ def show_command(run: str, tracking_uri: str | None, as_json: bool) -> None:
     title = f"{record.kind} run {record.run_id}" if record.run_id else str(record.location or run)
     print_card(record.manifest, title=f"mlrepro record: {title}", track=track, gates=gates)
     if record.tags.get("repro.capture.errors"):
-        click.echo(
-            f"note: the run's repro.capture.errors tag says: {record.tags['repro.capture.errors']}"
-        )
+        from repro_common.text import printable
+
+        said = printable(record.tags["repro.capture.errors"], 500)
+        click.echo(f"note: the run's repro.capture.errors tag says: {said}")
 
 
 @click.command("diff", epilog=RUN_HELP)
