@@ -1127,6 +1127,25 @@ def hash_file(
         raise _path_error(exc, path) from None
 
 
+def hash_local_files(
+    paths: Sequence[str], *, use_cache: bool = True, progress: ProgressFn | None = None
+) -> list[tuple[bytes, int]]:
+    """(blake3 digest, size) of each file, through the stat cache (a re-run costs stat calls).
+
+    For sources that list their own files (a Delta version, an Iceberg snapshot).
+    """
+    ctx = _Context(max_items=None, cache=open_cache(use_cache), progress=progress)
+    files = []
+    for path in paths:
+        absolute = os.path.abspath(path)
+        try:
+            st = os.stat(absolute)
+        except OSError as exc:
+            raise _path_error(exc, absolute) from None
+        files.append(_FileStat(os.fsencode(absolute), st.st_size, stat_key(st)))
+    return _file_digests(files, b"", ctx, tree=False)
+
+
 # ---------------------------------------------------------------------------
 # registry
 
@@ -1155,6 +1174,7 @@ def describe_input(
     *,
     max_items: int | None = None,
     use_cache: bool = True,
+    version: int | str | None = None,
 ) -> tuple[dict[str, Any], FingerprintResult | None]:
     """The manifest entry for one input, without registering it (a run's own inputs).
 
@@ -1163,6 +1183,20 @@ def describe_input(
     """
     if not isinstance(name, str) or not name:
         raise ValueError("track_data needs a non-empty name")
+    from repro_common import table_inputs
+
+    table = table_inputs.table_kind(obj)
+    if table is not None or version is not None:
+        # A Delta or Iceberg table: a named, immutable version (repro_common.table_inputs).
+        # One that cannot be read is recorded with why (and a capture error), never raised.
+        try:
+            item = table_inputs.describe_table(
+                obj, name, source, version=version, use_cache=use_cache
+            )
+        except table_inputs.TableInputError as exc:
+            shown = source or (os.fspath(obj) if isinstance(obj, (str, os.PathLike)) else None)
+            item = table_inputs.unreadable_table(name, table or "table", str(exc), shown)
+        return item, None
     if isinstance(obj, (str, os.PathLike)) and source is None:
         source = os.path.abspath(os.fspath(obj))
     if isinstance(source, str):
@@ -1207,6 +1241,7 @@ def track_data(
     *,
     max_items: int | None = None,
     use_cache: bool = True,
+    version: int | str | None = None,
 ) -> dict[str, Any]:
     """Fingerprint `obj` and register it as an input of this process under `name`.
 
@@ -1214,9 +1249,16 @@ def track_data(
     second call with the same name replaces the first. Paths also get their DVC
     version when DVC tracks them. A dataset that augments its items is registered
     without a fingerprint (kind `augmented`, with the reason) and a warning.
+
+    A Delta table (a `deltalake.DeltaTable`, a folder with `_delta_log/`, an `s3://` URI,
+    `path@v12`) or an Iceberg table (`pyiceberg.table.Table`) is recorded as its resolved
+    version (`version=` pins one) with table id and fingerprint; one that cannot be read
+    is registered without a fingerprint, with the reason, and a capture error.
     """
-    item, result = describe_input(obj, name, source, max_items=max_items, use_cache=use_cache)
-    if result is None:
+    item, result = describe_input(
+        obj, name, source, max_items=max_items, use_cache=use_cache, version=version
+    )
+    if result is None and item.get("fingerprint") is None:
         warnings.warn(
             f"mlrepro: {name!r} is not fingerprinted: {item['reason']}",
             RuntimeWarning,
@@ -1258,6 +1300,9 @@ def collect_data(
         merged = {name: _copy_item(item) for name, item in _registry.items()}
     for item in run_inputs or ():
         merged[str(item.get("name"))] = _copy_item(item)
+    for item in merged.values():
+        if item.get("table_error"):  # a table input that could not be read: a real failure
+            errors.append({"collector": f"data.{item.get('name')}", "error": str(item["reason"])})
     return list(merged.values())
 
 
