@@ -28,6 +28,8 @@ def digest_of(fingerprint: str) -> str:
 
 def source_of(item: dict[str, Any]) -> tuple[str, str]:
     """(source_type, source JSON) in the shapes MLflow's own dataset sources use."""
+    if item.get("kind") in ("delta", "iceberg"):
+        return table_source(item)
     source = item.get("source")
     if isinstance(source, str) and source:
         scheme = urlparse(source).scheme.lower()
@@ -39,13 +41,42 @@ def source_of(item: dict[str, Any]) -> tuple[str, str]:
     return "code", json.dumps({"tags": {"repro.kind": str(item.get("kind") or "object")}})
 
 
+def table_source(item: dict[str, Any]) -> tuple[str, str]:
+    """Delta: the fields of MLflow's `DeltaDatasetSource` (written here, so version 0 stays:
+    MLflow's own `to_dict` drops a falsy version, and building one needs Spark). Iceberg: a
+    source of the same shape under type `iceberg`."""
+    if item.get("kind") == "delta":
+        fields = {
+            "path": item.get("uri"),
+            "delta_table_version": item.get("version"),
+            "delta_table_id": item.get("table_id"),
+        }
+        return "delta_table", json.dumps(fields)
+    fields = {
+        "catalog": item.get("catalog"),
+        "table": item.get("table"),
+        "snapshot_id": item.get("snapshot_id"),
+        "uuid": item.get("uuid"),
+    }
+    return "iceberg", json.dumps(fields)
+
+
 def dataset_input(item: dict[str, Any]) -> Any:
     """The MLflow entity for one tracked input (its profile holds the full fingerprint)."""
     from mlflow.entities import Dataset, DatasetInput
 
     source_type, source = source_of(item)
     profile = {
-        k: item[k] for k in ("fingerprint", "kind", "size_bytes", "files", "partial") if k in item
+        k: item[k]
+        for k in (
+            "fingerprint",
+            "kind",
+            "size_bytes",
+            "files",
+            "partial",
+            *("version", "table_id", "snapshot_id", "uuid", "basis"),
+        )
+        if k in item
     }
     dataset = Dataset(
         name=str(item.get("name"))[:MAX_NAME],

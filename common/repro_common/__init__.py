@@ -18,12 +18,14 @@ from repro_common.data import fingerprint, track_data  # noqa: E402
 from repro_common.determinism import check_determinism  # noqa: E402
 from repro_common.manifest import Manifest  # noqa: E402
 from repro_common.seeds import derive_seed, seed_everything  # noqa: E402
+from repro_common.table_inputs import data_version  # noqa: E402
 
 __all__ = [
     "Manifest",
     "__version__",
     "capture",
     "check_determinism",
+    "data_version",
     "derive_seed",
     "fingerprint",
     "reset_cache",

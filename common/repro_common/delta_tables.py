@@ -69,12 +69,12 @@ def reopen_delta(item: dict[str, Any], *, use_cache: bool = True) -> dict[str, A
     name = str(item.get("name"))
     uri, version = str(item.get("uri")), item.get("version")
     if not isinstance(version, int):
-        raise TableInputError(f"{name}: the record names no Delta version for {uri}")
+        raise TableInputError(f"the record names no Delta version for {uri}")
     table = open_delta(uri, version)
     table_id = table.metadata().id
     if item.get("table_id") and table_id != item.get("table_id"):
         raise TableInputError(
-            f"{name}: {uri} is another table now (table id {table_id}, recorded "
+            f"{uri} is another table now (table id {table_id}, recorded "
             f"{item.get('table_id')}): it was dropped and recreated; v{version} is gone"
         )
     return _entry(table, name, item.get("source"), use_cache=use_cache)
@@ -144,7 +144,7 @@ def _entry(table: Any, name: str, source: str | None, *, use_cache: bool) -> dic
     if root is not None and not is_remote(uri):
         basis = BASIS_FILES
         fingerprint = _content_fingerprint(
-            root, actions, schema, use_cache, f"{shown} @ v{version}"
+            root, actions, schema, use_cache, f"version {version} of Delta table {shown}"
         )
     else:
         basis = BASIS_LOG
@@ -207,7 +207,7 @@ def _content_fingerprint(
     for path in paths:
         if not os.path.isfile(path):
             raise TableInputError(
-                f"Delta table {shown} cannot be read: its file "
+                f"{shown} cannot be read: its file "
                 f"{os.path.relpath(path, root)} is gone (vacuumed?)"
             )
     digests = hash_local_files(paths, use_cache=use_cache)

@@ -328,9 +328,24 @@ def _diff_manifests(
         "container": _compare(container_a, container_b),
         "code": _compare(_code(a.code), _code(b.code)),
         "seeds": seed_changes,
-        "data": _compare(_data(a.data), _data(b.data)),
+        "data": _compare(_data(a.data), _data(b.data)) + _table_versions(a.data, b.data),
     }
     return groups, unknown, not_compared
+
+
+def _table_versions(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[Change]:
+    """A Delta or Iceberg input that moved: `events version: v12 → v15 (3 commits)`."""
+    from repro_common.table_inputs import change
+
+    right = {str(item.get("name")): item for item in b}
+    changes = []
+    for item in a:
+        name = str(item.get("name"))
+        moved = change(item, right[name]) if name in right else None
+        if moved is not None:
+            before, _, after = moved.partition(" → ")
+            changes.append(Change(f"{name} version", before, after))
+    return changes
 
 
 def _number(value: Any) -> float | None:

@@ -317,10 +317,17 @@ def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
     if not inputs:
         return RuleResult("data", True, "no tracked inputs")
     details: list[str] = []
-    by_dvc = by_copy = 0
+    by_dvc = by_copy = by_table = 0
     for item in inputs:
         name = item.get("name")
-        if item.get("fingerprint") is None and item.get("reason"):
+        if item.get("kind") in ("delta", "iceberg"):
+            # A table version is retrievable where it lives: its files present, its log kept.
+            problem = _table_problem(item)
+            if problem is None:
+                by_table += 1
+            else:
+                details.append(problem)
+        elif item.get("fingerprint") is None and item.get("reason"):
             details.append(
                 f"{name!r} was read but not fingerprinted ({item.get('kind')}): track the file "
                 f"it comes from with track_data(<path>, {name!r})"
@@ -352,8 +359,19 @@ def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
         "data",
         True,
         f"{len(inputs)} input(s) fingerprinted and retrievable "
-        f"({by_dvc} by DVC md5, {by_copy} by snapshot)",
+        f"({by_dvc} by DVC md5, {by_copy} by snapshot"
+        + (f", {by_table} by table version" if by_table else "")
+        + ")",
     )
+
+
+def _table_problem(item: dict[str, Any]) -> str | None:
+    """Why a Delta/Iceberg input's recorded version can't be read back (None: it can)."""
+    from repro_common.table_inputs import check_table
+
+    if item.get("fingerprint") is None:
+        return f"{item.get('name')!r} was not recorded: {item.get('reason')}"
+    return check_table(item)
 
 
 def evaluate(

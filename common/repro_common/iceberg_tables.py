@@ -69,7 +69,7 @@ def reopen_iceberg(item: dict[str, Any], *, use_cache: bool = True) -> dict[str,
     uuid = str(table.metadata.table_uuid)
     if item.get("uuid") and uuid != item.get("uuid"):
         raise TableInputError(
-            f"{name}: {item.get('catalog')}.{item.get('table')} is another table now (uuid "
+            f"{item.get('catalog')}.{item.get('table')} is another table now (uuid "
             f"{uuid}, recorded {item.get('uuid')}): snapshot {item.get('snapshot_id')} is gone"
         )
     snapshot = _snapshot_id(table, item.get("snapshot_id"))

@@ -116,6 +116,10 @@ def card_rows(
             notes.append(f"dvc md5 {item['dvc']['md5']}")
         if item.get("snapshot"):
             notes.append(f"snapshot {item['snapshot'].get('path')}")
+        if item.get("kind") in ("delta", "iceberg") and item.get("fingerprint"):
+            from repro_common.table_inputs import label
+
+            notes.append(label(item))
         suffix = f" [{'; '.join(notes)}]" if notes else ""
         value = item.get("fingerprint")
         if value is None:  # read by the run, not fingerprinted: say which and why

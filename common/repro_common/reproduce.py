@@ -512,6 +512,7 @@ def render_script(ws: Workspace) -> str:
     code = manifest.code
     variables, comments = recorded_variables(manifest)
     variables["MLREPRO_REPRODUCES"] = ws.reproduces
+    variables.update(table_version_variables(manifest))
     command = _entry_command(manifest)
     created = (manifest.capture or {}).get("created_at") or "an unknown time"
     lines = [
@@ -781,6 +782,10 @@ def check_inputs(ws: Workspace, step: Step | None = None) -> list[Check]:
     checks = []
     for item in ws.manifest.data or []:
         name, recorded = str(item.get("name")), str(item.get("fingerprint") or "")
+        if item.get("kind") in ("delta", "iceberg"):
+            say(f"checking table input {name}")
+            checks.append(table_input_check(item))
+            continue
         if str(item.get("kind") or "") not in PATH_KINDS:
             continue
         original = input_path(item, ws.manifest)
@@ -816,6 +821,34 @@ def check_inputs(ws: Workspace, step: Step | None = None) -> list[Check]:
             )
         )
     return checks
+
+
+def table_input_check(item: dict[str, Any]) -> Check:
+    """A Delta/Iceberg input: its recorded version must still give the recorded fingerprint."""
+    from repro_common.table_inputs import TableInputError, label, reopen_table
+
+    name, recorded = str(item.get("name")), str(item.get("fingerprint") or "")
+    try:
+        now = reopen_table(item)["fingerprint"]
+    except TableInputError as exc:
+        return Check("input", name, short_fp(recorded), "gone", False, str(exc))
+    same = now == recorded
+    note = "" if same else f"{label(item)} no longer gives the recorded fingerprint"
+    return Check("input", name, short_fp(recorded), short_fp(now), same, note)
+
+
+def table_version_variables(manifest: Manifest) -> dict[str, str]:
+    """`MLREPRO_DATA_<NAME>_VERSION` per table input: the rerun reads the recorded version
+    (`repro_common.data_version(name)`)."""
+    from repro_common.table_inputs import version_variable
+
+    found = {}
+    for item in manifest.data or []:
+        if item.get("kind") == "delta" and isinstance(item.get("version"), int):
+            found[version_variable(str(item.get("name")))] = str(item["version"])
+        elif item.get("kind") == "iceberg" and item.get("snapshot_id"):
+            found[version_variable(str(item.get("name")))] = str(item["snapshot_id"])
+    return found
 
 
 def _restore_snapshot(ws: Workspace, item: dict[str, Any], mapped: Path, say: Step) -> None:

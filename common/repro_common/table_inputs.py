@@ -128,7 +128,7 @@ def check_table(item: dict[str, Any], *, use_cache: bool = True) -> str | None:
     try:
         fresh = reopen_table(item, use_cache=use_cache)
     except TableInputError as exc:
-        return str(exc)
+        return f"{item.get('name')}: {exc}"
     if fresh["fingerprint"] != item.get("fingerprint"):
         return (
             f"{item.get('name')}: {label(item)} now has fingerprint {fresh['fingerprint']}, "

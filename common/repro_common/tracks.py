@@ -70,7 +70,7 @@ class SnapshotPlan:
 
     name: str
     item: dict[str, Any]
-    status: str  # dvc | snapshot | too_large | no_path | missing | partial
+    status: str  # dvc | snapshot | table | table_gone | too_large | no_path | missing | partial
     reason: str
     path: Path | None = None
     files: list[tuple[Path, str]] = field(default_factory=list)  # (local file, name under repro/)
@@ -78,7 +78,7 @@ class SnapshotPlan:
 
     @property
     def retrievable(self) -> bool:
-        return self.status in ("dvc", "snapshot")
+        return self.status in ("dvc", "snapshot", "table")
 
 
 PATH_KINDS = ("file", "directory")
@@ -110,6 +110,18 @@ def input_path(item: dict[str, Any], manifest: Manifest | None = None) -> Path |
     return None
 
 
+def _table_plan(name: str, item: dict[str, Any]) -> SnapshotPlan:
+    """A Delta/Iceberg version needs no copy while the table itself can give it back."""
+    from repro_common.table_inputs import check_table, label
+
+    if item.get("fingerprint") is None:
+        return SnapshotPlan(name, item, "table_gone", f"{name!r}: {item.get('reason')}")
+    problem = check_table(item)
+    if problem is not None:
+        return SnapshotPlan(name, item, "table_gone", problem)
+    return SnapshotPlan(name, item, "table", f"{name!r} is retrievable as {label(item)}")
+
+
 def _files_under(path: Path) -> list[tuple[Path, str]]:
     """(file, relative POSIX path) for a file or every file of a folder, as the fingerprint walks it."""
     if path.is_file():
@@ -126,6 +138,8 @@ def _files_under(path: Path) -> list[tuple[Path, str]]:
 def plan_snapshot(item: dict[str, Any], manifest: Manifest | None = None) -> SnapshotPlan:
     """Decide how `item` becomes retrievable: its DVC md5, or a copy under the size limit."""
     name = str(item.get("name"))
+    if item.get("kind") in ("delta", "iceberg"):
+        return _table_plan(name, item)
     if item.get("partial"):
         return SnapshotPlan(name, item, "partial", f"{name!r} was only partly fingerprinted")
     dvc = item.get("dvc") or {}

@@ -162,7 +162,11 @@ def fingerprint_command(
     """
     from repro_common.data import fingerprint_details
     from repro_common.dvc import dvc_record
+    from repro_common.table_inputs import table_kind
 
+    if any(table_kind(path) for path in paths):
+        _tables(paths, as_json, no_cache)
+        return
     for path in paths:
         if not os.path.lexists(path):
             raise InputError(f"{path}: no such file or directory")
@@ -184,6 +188,41 @@ def fingerprint_command(
         for record in records:
             click.echo(_human(record, list_files))
     sys.stdout.flush()
+
+
+def _tables(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
+    """Delta and Iceberg tables (`path@v12`, `s3://...`, `iceberg:cat.ns.table`) among PATHS."""
+    from repro_common.data import fingerprint_details
+    from repro_common.table_inputs import TableInputError, describe_table, label, table_kind
+
+    records = []
+    for path in paths:
+        if table_kind(path) is None:
+            if not os.path.lexists(path):
+                raise InputError(f"{path}: no such file or directory")
+            try:
+                result = fingerprint_details(path, use_cache=not no_cache)
+            except OSError as exc:
+                raise InputError(_describe(exc, path)) from None
+            records.append(_record(path, result, None, False))
+            continue
+        try:
+            item = describe_table(path, os.path.basename(path.rstrip("/")), use_cache=not no_cache)
+        except TableInputError as exc:
+            raise InputError(str(exc)) from None
+        records.append({"path": path, **{k: v for k, v in item.items() if k != "name"}})
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    for record in records:
+        if record["kind"] in ("delta", "iceberg"):
+            size = _bytes(record["size_bytes"] or 0)
+            click.echo(
+                f"{record['fingerprint']}  {label(record)}  ({record['files']} files, {size})"
+            )
+            click.echo(f"  basis {record['basis']}: {record['basis_detail']}")
+        else:
+            click.echo(_human(record, False))
 
 
 COMMANDS = [fingerprint_command]
