@@ -194,3 +194,12 @@ def test_cli_fingerprint_accepts_a_pinned_table_and_exits_2_on_a_missing_version
     bad = _cli("fingerprint", f"{events}@v7")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].endswith("does not exist (newest is v1)")
+
+
+def test_show_names_the_table_and_version(events: Path) -> None:
+    from repro_common.render import card_rows
+
+    item = repro_common.track_data(f"{events}@v0", "events")
+    rows = card_rows(_manifest(item))
+    (row,) = [r for r in rows if r[0] == "data"]
+    assert row[1] == "events" and f"delta {events} @ v0" in row[2]
