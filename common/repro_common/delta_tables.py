@@ -77,7 +77,38 @@ def reopen_delta(item: dict[str, Any], *, use_cache: bool = True) -> dict[str, A
             f"{uri} is another table now (table id {table_id}, recorded "
             f"{item.get('table_id')}): it was dropped and recreated; v{version} is gone"
         )
+    if is_remote(uri):
+        _require_remote_files(table, version)
     return _entry(table, name, item.get("source"), use_cache=use_cache)
+
+
+def _require_remote_files(table: Any, version: int) -> None:
+    """Every data file of a remote version must still be in the store (one HEAD each):
+    a log-basis fingerprint does not read them, so a vacuum would otherwise go unseen."""
+    import pyarrow.fs as pafs
+
+    uri = str(table.table_uri).rstrip("/")
+    try:
+        store, root = pafs.FileSystem.from_uri(uri)
+        actions = _add_actions(table)
+        paths = [
+            pafs.FileSystem.from_uri(a["path"])[1]
+            if "://" in a["path"]
+            else f"{root}/{unquote(a['path'])}"
+            for a in actions
+        ]
+        infos = store.get_file_info(paths)
+    except Exception as exc:
+        raise TableInputError(
+            f"cannot check the files of version {version} of Delta table {redact_uri(uri)}: "
+            f"{_one_line(exc)}"
+        ) from None
+    for action, info in zip(actions, infos, strict=True):
+        if info.type == pafs.FileType.NotFound:
+            raise TableInputError(
+                f"version {version} of Delta table {redact_uri(uri)} cannot be read: its file "
+                f"{action['path']} is gone (vacuumed?)"
+            )
 
 
 def open_delta(uri: str, version: int | None) -> Any:

@@ -203,3 +203,14 @@ def test_show_names_the_table_and_version(events: Path) -> None:
     rows = card_rows(_manifest(item))
     (row,) = [r for r in rows if r[0] == "data"]
     assert row[1] == "events" and f"delta {events} @ v0" in row[2]
+
+
+def test_without_deltalake_the_reason_names_the_extra(
+    events: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "deltalake", None)  # `import deltalake` now fails
+    with pytest.warns(
+        RuntimeWarning, match=r"need the deltalake package: pip install 'mlrepro\[delta\]'"
+    ):
+        item = repro_common.track_data(str(events), "events")
+    assert item["fingerprint"] is None and item["kind"] == "delta"

@@ -133,3 +133,12 @@ def test_cli_fingerprint_reads_the_catalog_from_the_environment(events: Any) -> 
     assert record["fingerprint"] == repro_common.track_data(events, "x")["fingerprint"]
     bad = run_cli("fingerprint", "iceberg:lake.db.nope", env=env)
     assert bad.returncode == 2 and "lake.db.nope cannot be loaded" in bad.stderr
+
+
+def test_without_pyiceberg_the_reason_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyiceberg", None)
+    with pytest.warns(RuntimeWarning, match=r"pip install 'mlrepro\[iceberg\]'"):
+        item = repro_common.track_data("iceberg:lake.db.events", "events")
+    assert item["fingerprint"] is None and item["kind"] == "iceberg"
