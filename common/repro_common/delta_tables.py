@@ -10,7 +10,9 @@ whose `basis` says what it covers:
   with its path, partition values and deletion vector, and the table schema;
 - remote tables (s3://, gs://, ...): the version's add actions from the log (path,
   size, partition values, deletion vector), the version, table id and schema. The
-  files are not read, and the basis says so: it is not a content hash.
+  files are not read, and the basis says so: it is not a content hash. Checking the
+  version later (gate, reproduce, promote) asks the store for each file (one HEAD
+  each), so a vacuumed remote version is still caught.
 """
 
 from __future__ import annotations

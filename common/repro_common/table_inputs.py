@@ -21,7 +21,7 @@ EXTRAS = {"delta": ("deltalake", "mlrepro[delta]"), "iceberg": ("pyiceberg", "ml
 # `path@v12`: a Delta version pinned in the string the user gives.
 _DELTA_PIN = re.compile(r"^(?P<uri>.+)@v(?P<version>\d+)$")
 ICEBERG_PREFIX = "iceberg:"
-_REMOTE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "r2", "lakefs")
+_REMOTE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl")
 
 
 class TableInputError(ValueError):
