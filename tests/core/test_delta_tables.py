@@ -214,3 +214,14 @@ def test_without_deltalake_the_reason_names_the_extra(
     ):
         item = repro_common.track_data(str(events), "events")
     assert item["fingerprint"] is None and item["kind"] == "delta"
+
+
+def test_mlrepro_show_prints_the_table_and_version(events: Path, tmp_path: Path) -> None:
+    """Through the CLI: the note is data, so rich must not eat `[delta … @ v0]` as markup."""
+    repro_common.track_data(f"{events}@v0", "events")
+    record = tmp_path / "manifest.json"
+    record.write_text(json.dumps(repro_common.capture().to_dict()))
+    env = clean_env(MLREPRO_CACHE_DIR=os.environ["MLREPRO_CACHE_DIR"], COLUMNS="400")
+    shown = run_cli("show", str(record), env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert f"[delta {events} @ v0]" in shown.stdout
