@@ -83,3 +83,23 @@ def test_a_missing_version_is_a_capture_error_and_the_run_goes_on(
     assert data.metrics["loss"] == 0.5
     errors = data.tags.get("repro.capture.errors", "")
     assert "data.events" in errors and "does not exist (newest is v1)" in errors
+
+
+def test_on_the_production_track_a_table_version_is_not_copied_and_passes_the_data_rule(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repro_common.gate import check_run
+    from repro_common.runs import load_run
+
+    monkeypatch.setenv("MLREPRO_TRACK", "production")
+    table = _delta(tmp_path / "events")
+    repro.track_data(f"{table}@v0", "events")
+    with mlflow.start_run() as run:
+        pass
+    assert repro.flush(60)
+
+    run_id = run.info.run_id
+    stored = [a.path for a in client.list_artifacts(run_id, "repro")]
+    assert "repro/data" not in stored  # the table keeps the version; nothing is copied
+    rule = check_run(load_run(run_id, mlflow.get_tracking_uri()), "production").rule("data")
+    assert rule.passed and "1 by table version" in rule.reason, rule.reason
