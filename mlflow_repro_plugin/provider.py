@@ -32,9 +32,9 @@ else:
 
 MAX_TAG_VALUE = 8000  # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
 MAX_TAG_KEY = 250  # mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH
-ERRORS_TAG = "repro.capture.errors"
+ERRORS_TAG = "repro.capture.errors"  # repro_common.runs.ERRORS_TAG (not imported: see above)
 CAPTURE_ID_TAG = "repro.capture.id"
-PENDING_NOTE = "artifacts: repro/ upload pending (if this stays, the run has no repro/ artifacts)"
+ARTIFACTS_TAG = "repro.artifacts"  # repro_common.runs.ANNOUNCED_TAG
 MANIFEST_POINTER = " [full list: repro/manifest.json capture.errors]"
 
 
@@ -181,9 +181,16 @@ def _clip(value: Any) -> str:
 
 
 def manifest_tags(manifest: Manifest) -> dict[str, str]:
-    """The DESIGN.md tags that summarise a record (no capture id, no errors)."""
+    """The DESIGN.md tags that summarise a record, and what its `repro/` will hold (no capture id,
+    no errors). Set when the run is created: they travel with `create_run`, at no extra request."""
+    from repro_common.artifacts import announced_names, announcement
+
     env, code, seeds = manifest.environment, manifest.code, manifest.seeds
-    tags: dict[str, str] = {"repro.manifest.digest": manifest.digest, "repro.track": manifest.track}
+    tags: dict[str, str] = {
+        "repro.manifest.digest": manifest.digest,
+        "repro.track": manifest.track,
+        ARTIFACTS_TAG: announcement(announced_names(manifest)),
+    }
     if env.get("digest"):
         tags["repro.env.digest"] = str(env["digest"])
     python = (env.get("python") or {}).get("version")
@@ -224,6 +231,8 @@ def run_tags(site: RunSite) -> dict[str, str]:
 
     capture_id = uuid.uuid4().hex
     manifest = capture()
+    # `repro.artifacts` says what the upload will bring: a run whose upload never lands (server
+    # gone, process killed) reads as incomplete without anyone having to write it afterwards.
     tags = manifest_tags(manifest)
     tags[CAPTURE_ID_TAG] = capture_id
     remote = manifest.code.get("remote")
@@ -231,9 +240,9 @@ def run_tags(site: RunSite) -> dict[str, str]:
         # MLflow's own git provider strips user-info only up to the first `/` and keeps
         # query tokens; providers registered after it win, so its URL tags get ours.
         tags.update({GIT_REPO_URL_TAG: _clip(remote), LEGACY_GIT_REPO_URL_TAG: _clip(remote)})
-    # Written now, removed by the uploader once repro/ is in place: a run whose upload never
-    # happens (server gone, process killed) says so without anyone having to write it.
-    tags[ERRORS_TAG] = errors_value(manifest.errors, PENDING_NOTE) or PENDING_NOTE
+    errors = errors_value(manifest.errors)
+    if errors:
+        tags[ERRORS_TAG] = errors
     _warn_collector_errors(manifest)
     job = uploader.UploadJob(
         capture_id=capture_id,
@@ -251,6 +260,11 @@ def run_tags(site: RunSite) -> dict[str, str]:
             "mlrepro could not start the repro/ upload (%r); the run goes on without it",
             exc,
         )
+        from repro_common.isolation import error_entry
+
+        reason = error_entry("artifacts", exc)["error"]
+        note = f"artifacts: repro/ not uploaded, the upload could not start ({reason})"
+        tags[ERRORS_TAG] = errors_value(manifest.errors, note) or note
     return tags
 
 

@@ -18,8 +18,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from repro_common.redact import strip_userinfo
-from repro_common.runs import RunNotFound, RunRecord, parse_manifest
+from repro_common.runs import (
+    DIGEST_TAG,
+    RunNotFound,
+    RunRecord,
+    capture_errors_note,
+    parse_manifest,
+    record_incomplete,
+)
 
+MANIFEST_PATH = "repro/manifest.json"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 RUNS_URI = re.compile(r"^runs:/(?P<id>[0-9a-f]{32})(?:/.*)?$")
 # MLflow's own variables, bounded while we read: a dead server fails in seconds, not minutes.
@@ -130,6 +138,23 @@ class MlflowRunBackend:
             self.client.log_artifact(self.run_id, local_path, artifact_path)
 
 
+def _why_no_manifest(backend: Any, tags: dict[str, str], error: str) -> str:
+    """Why the manifest could not be read: never uploaded (the tags say a record was made),
+    unreadable right now (the listing fails too), or no record at all."""
+    if not any(key.startswith("repro.") for key in tags):
+        return error + " (no repro.* tags either: was mlflow_repro_plugin installed when it ran?)"
+    try:
+        listed = set(backend.list_artifacts("repro"))
+    except Exception as exc:  # the store is unreachable: say so, not that the file is missing
+        return f"cannot read repro/ of the run: {_first_line(exc)}"
+    if MANIFEST_PATH in listed:
+        return f"cannot read {MANIFEST_PATH} of the run (it is listed but did not download)"
+    if tags.get(DIGEST_TAG):
+        error = record_incomplete([MANIFEST_PATH])
+    note = capture_errors_note(tags)
+    return error + (f" (its repro.capture.errors tag: {note[:300]})" if note else "")
+
+
 def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord | None:
     """The MLflow run `ref` names; None when `ref` is no MLflow run ref; RunNotFound when unreadable."""
     run_id = parse_ref(ref)
@@ -174,13 +199,10 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord | None:
 def record_of(ref: str, run: Any, backend: Any, location: str) -> RunRecord:
     """The RunRecord of an MLflow `Run` whose files `backend` reads (a client, or a server's own store)."""
     run_id = run.info.run_id
-    manifest, error = parse_manifest(backend.read_artifact("repro/manifest.json"))
+    manifest, error = parse_manifest(backend.read_artifact(MANIFEST_PATH))
     tags = dict(run.data.tags)
     if manifest is None and error and error.startswith("no repro/manifest.json"):
-        if tags.get("repro.capture.errors"):
-            error += f" (its repro.capture.errors tag: {tags['repro.capture.errors'][:300]})"
-        elif not any(key.startswith("repro.") for key in tags):
-            error += " (no repro.* tags either: was mlflow_repro_plugin installed when it ran?)"
+        error = _why_no_manifest(backend, tags, error)
     return RunRecord(
         ref=ref,
         kind="mlflow",

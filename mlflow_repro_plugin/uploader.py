@@ -2,12 +2,17 @@
 
 MLflow gives a run-context provider no hook after the run exists: `tags()` runs
 before `create_run`, and the run id comes back to MLflow only. So `tags()` gives
-the new run a unique `repro.capture.id` tag plus a "pending" note in
-`repro.capture.errors`, and queues a job; a daemon thread finds the run by that
-tag (in the creating frame's locals once `create_run` has returned, else with a
-tag search), uploads the files, clears the note and logs the registered inputs. A run whose upload
-never happens (tracking server gone, object store down, process killed) keeps
-the note, so the record is honest without anyone having to write it afterwards.
+the new run a unique `repro.capture.id` tag, and a `repro.artifacts` tag naming
+what `repro/` will hold, and queues a job; a daemon thread finds the run by that
+id (in the creating frame's locals once `create_run` has returned, else with a
+tag search), uploads the files and logs the tracked inputs. On a shared server an
+exploratory run costs one extra request (`repro/manifest.json`), two with tracked
+inputs (one `log-inputs` for all of them), plus `repro/code.diff` when the tree was
+dirty. Nothing is written to be deleted later: a run whose upload never happens
+(tracking server gone, object store down, process killed) has the announcement
+without the files, which readers report as an incomplete record. A failure this
+process sees (the store refused the upload after the retries) is written to
+`repro.capture.errors`: one request, on the failure path only.
 `start_run` pays only for queueing. At exit we wait for the queue at most
 MLREPRO_UPLOAD_TIMEOUT seconds (default 30), which is also how long a job
 retries, with exponential backoff, before it gives up with one warning.
@@ -253,7 +258,7 @@ class Uploader:
                 warn_once(
                     "exit-timeout",
                     "mlrepro: %d run(s) still had repro/ artifacts to upload after %.0fs "
-                    "(MLREPRO_UPLOAD_TIMEOUT); they keep a repro.capture.errors tag saying so",
+                    "(MLREPRO_UPLOAD_TIMEOUT); `mlrepro show` reports their records as incomplete",
                     self.pending(),
                     timeout,
                 )
@@ -424,11 +429,13 @@ def _log_files(
 
 
 def _files(manifest: Manifest, errors: list[dict[str, Any]]) -> dict[str, bytes]:
-    from repro_common.artifacts import MANIFEST, artifact_files
+    """The run's `repro/` files (repro_common.artifacts.record_files: the one place that decides
+    them per track); the manifest alone, and the reason in `errors`, when they cannot be built."""
+    from repro_common.artifacts import MANIFEST, record_files
     from repro_common.isolation import error_entry
 
     try:
-        return artifact_files(manifest)
+        return record_files(manifest)
     except Exception as exc:
         errors.append(error_entry("artifacts", exc))
         return {MANIFEST: manifest.to_json().encode()}
@@ -453,14 +460,14 @@ def process(job: UploadJob) -> None:
         warn_once(
             "find-run",
             "mlrepro could not reach the new MLflow run to upload repro/ (%s); the run goes on and "
-            "its repro.capture.errors tag says the artifacts are missing",
+            "`mlrepro show` reports its record as incomplete",
             error_entry("artifacts", exc)["error"],
         )
         return
     for run_id in job.run_ids:
         _created[run_id] = (job.capture_id, job.manifest.track)
     _complete_ranks(job.manifest, job.deadline)
-    errors = list(job.manifest.errors)
+    errors: list[dict[str, Any]] = []  # beyond the collectors' (already tagged at creation)
     files = _files(job.manifest, errors)
     for run_id in job.run_ids:
         _deliver(
@@ -493,7 +500,6 @@ def _deliver(
     errors: list[dict[str, Any]],
 ) -> None:
     from mlflow_repro_plugin import datasets
-    from mlflow_repro_plugin.provider import ERRORS_TAG, errors_value
     from repro_common.isolation import error_entry
 
     try:
@@ -507,27 +513,33 @@ def _deliver(
             run_id,
             reason,
         )
-        value = errors_value(errors, f"artifacts: repro/ upload failed ({reason})")
-        try:
-            retry(lambda: client.set_tag(run_id, ERRORS_TAG, value), deadline)
-        except Exception:
-            pass  # the pending note written at creation still says the artifacts are missing
+        note = f"artifacts: repro/ upload failed ({reason})"
+        _tag_errors(client, run_id, manifest, errors, deadline, note)
         return
-    value = errors_value(errors)
-    try:
-        if value:
-            retry(lambda: client.set_tag(run_id, ERRORS_TAG, value), deadline)
-        else:
-            retry(lambda: client.delete_tag(run_id, ERRORS_TAG), deadline)
-    except Exception as exc:
-        warn_once(
-            "tags",
-            "mlrepro uploaded repro/ to run %s but could not update its tags: %r",
-            run_id,
-            exc,
-        )
+    if errors:  # the upload landed, but some file could not be built: say which, once
+        _tag_errors(client, run_id, manifest, errors, deadline)
     if manifest.data:
         datasets.log_items(client, run_id, manifest.data, deadline)
+
+
+def _tag_errors(
+    client: Any,
+    run_id: str,
+    manifest: Manifest,
+    errors: list[dict[str, Any]],
+    deadline: float,
+    note: str | None = None,
+) -> None:
+    """One `set-tag`: the collectors' errors (tagged at creation) plus what went wrong since."""
+    from mlflow_repro_plugin.provider import ERRORS_TAG, errors_value
+
+    value = errors_value([*manifest.errors, *errors], note)
+    if not value:
+        return
+    try:
+        retry(lambda: client.set_tag(run_id, ERRORS_TAG, value), deadline)
+    except Exception as exc:
+        warn_once("tags", "mlrepro could not tag run %s with what went wrong: %r", run_id, exc)
 
 
 def _refresh(client: Any, job: UploadJob) -> None:
@@ -562,7 +574,7 @@ def _refresh(client: Any, job: UploadJob) -> None:
 def _refreshed_files(manifest: Manifest, items: list[dict[str, Any]]) -> dict[str, bytes]:
     """The new record and, on the production track, the snapshots of the inputs just tracked
     (the other files are already in `repro/` and have not changed)."""
-    from repro_common.artifacts import MANIFEST, artifact_files
+    from repro_common.artifacts import MANIFEST, record_files
     from repro_common.tracks import snapshot_prefix
 
     if manifest.track != "production":
@@ -570,6 +582,6 @@ def _refreshed_files(manifest: Manifest, items: list[dict[str, Any]]) -> dict[st
     prefixes = tuple(snapshot_prefix(str(item.get("name"))) + "/" for item in items)
     return {
         name: content
-        for name, content in artifact_files(manifest).items()
+        for name, content in record_files(manifest).items()
         if name == MANIFEST or name.startswith(prefixes)
     }

@@ -1,10 +1,24 @@
 """The files that travel with a run, the same for every tracker.
 
-Every run: `manifest.json`, `requirements.txt`, `code.diff` (when dirty). A run on
-the production track adds its environment spec (`Dockerfile`) and the data
-snapshot (`data/<name>/...`, inputs without a DVC reference and under the
-snapshot limit; see repro_common.tracks). Snapshot files are included only when
-the data still matches its recorded fingerprint, so a copy is never mislabelled.
+What a tracker stores in a run's `repro/` (`record_files`), decided per track so
+that a shared server pays one request for an exploratory run:
+
+- exploratory: `manifest.json`, and `code.diff` only when the tree was dirty;
+- production adds `requirements.txt`, the environment spec (`Dockerfile`) and the
+  data snapshot (`data/<name>/...`, inputs without a DVC reference and under the
+  snapshot limit; see repro_common.tracks). Snapshot files are included only when
+  the data still matches its recorded fingerprint, so a copy is never mislabelled.
+
+`requirements.txt` is the manifest's package list written out, so `reproduce` and
+`promote` write it from the manifest for any run. A local folder (`mlrepro capture
+-o`) and the W&B artifact, where a file costs no request, keep it on every track
+(`artifact_files`).
+
+`announced_names` says, from the manifest alone and before anything is uploaded,
+which names `record_files` will store: trackers put it in a tag set when the run
+is created, so a reader that finds the tag but not the files knows the upload never
+landed. Snapshots are announced as one `data/*` (the files are listed in the
+manifest's `data[].snapshot`), which keeps the tag short whatever the inputs.
 """
 
 from __future__ import annotations
@@ -18,29 +32,96 @@ MANIFEST = "manifest.json"
 REQUIREMENTS = "requirements.txt"
 CODE_DIFF = "code.diff"
 DOCKERFILE = "Dockerfile"
+SNAPSHOTS = "data/*"
 ARTIFACT_DIR = "repro"
+SEPARATOR = ","
 
 log = logging.getLogger("mlrepro")
 
 
-def artifact_files(manifest: Manifest) -> dict[str, bytes]:
-    """Relative name -> content, for the `repro/` folder of a run."""
-    from repro_common import code, environment
+def record_files(manifest: Manifest) -> dict[str, bytes]:
+    """Relative name -> content: what a tracker stores in the run's `repro/` folder."""
+    from repro_common import code
 
     stored, extras = manifest, {}
     if manifest.track == "production":
         stored = copy.deepcopy(manifest)
-        extras = production_files(stored)
+        extras = {REQUIREMENTS: requirements(manifest), **production_files(stored)}
     # The manifest first: a writer that stops half-way still leaves the record.
     files = {MANIFEST: stored.to_json().encode()}
-    files[REQUIREMENTS] = environment.requirements_txt(
-        manifest.environment.get("packages") or []
-    ).encode()
     diff = code.diff_text(manifest.code)
     if diff:
         files[CODE_DIFF] = diff.encode()
     files.update(extras)
     return files
+
+
+def artifact_files(manifest: Manifest) -> dict[str, bytes]:
+    """`record_files` plus `requirements.txt` on every track: for a local folder or a W&B artifact."""
+    files = record_files(manifest)
+    files.setdefault(REQUIREMENTS, requirements(manifest))
+    return files
+
+
+def requirements(manifest: Manifest) -> bytes:
+    """The pinned `requirements.txt` of the recorded packages (what any run's manifest holds)."""
+    from repro_common import environment
+
+    return environment.requirements_txt(manifest.environment.get("packages") or []).encode()
+
+
+def announced_names(manifest: Manifest) -> list[str]:
+    """The names `record_files(manifest)` stores, judged cheaply (no file is read or hashed).
+
+    A snapshot that turns out not to match its fingerprint at upload time is left out
+    of the files but not of the announcement: `data/*` promises only what the stored
+    manifest lists, and the gate's data rule judges that.
+    """
+    from repro_common import code
+
+    names = [MANIFEST]
+    if code.diff_text(manifest.code):
+        names.append(CODE_DIFF)
+    if manifest.track == "production":
+        from repro_common.spec import python_base_image
+        from repro_common.tracks import plan_snapshot
+
+        names.append(REQUIREMENTS)
+        if python_base_image(manifest) is not None:  # render_dockerfile's only refusal
+            names.append(DOCKERFILE)
+        if any(plan_snapshot(item, manifest).status == "snapshot" for item in manifest.data):
+            names.append(SNAPSHOTS)
+    return names
+
+
+def announcement(names: list[str]) -> str:
+    """The tag value for `names`: `manifest.json,code.diff`."""
+    return SEPARATOR.join(names)
+
+
+def stored_names(paths: set[str]) -> list[str]:
+    """The announcement of what `repro/...` paths a run holds (snapshot files as one `data/*`)."""
+    prefix = f"{ARTIFACT_DIR}/"
+    names = {p[len(prefix) :] for p in paths if p.startswith(prefix)}
+    top = sorted(n for n in names if "/" not in n and n != MANIFEST)
+    snapshots = [SNAPSHOTS] if any(n.startswith("data/") for n in names) else []
+    return ([MANIFEST] if MANIFEST in names else []) + top + snapshots
+
+
+def parse_announcement(value: str | None) -> list[str] | None:
+    """The names a `repro.artifacts` tag announces; None when there is no tag (older runs)."""
+    if value is None:
+        return None
+    return [name.strip() for name in value.split(SEPARATOR) if name.strip()]
+
+
+def missing_announced(announced: list[str], stored: set[str]) -> list[str]:
+    """`repro/<name>` of each announced file not stored (snapshots are the data rule's to judge)."""
+    return [
+        f"{ARTIFACT_DIR}/{name}"
+        for name in announced
+        if name != SNAPSHOTS and f"{ARTIFACT_DIR}/{name}" not in stored
+    ]
 
 
 def production_files(manifest: Manifest) -> dict[str, bytes]:

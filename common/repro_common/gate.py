@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repro_common.manifest import TRACKS, Manifest, ManifestError
+from repro_common.runs import record_incomplete
 
 if TYPE_CHECKING:
     from repro_common.runs import RunRecord
@@ -119,6 +120,15 @@ def stored_artifacts(record: RunRecord) -> set[str]:
         return names
     # A listing that fails raises: "no Dockerfile" would be a false verdict on a store hiccup.
     return {name for name in record.list_artifacts("repro") if name.startswith("repro/")}
+
+
+def announced_missing(record: RunRecord, stored: set[str]) -> list[str]:
+    """The files the run's `repro.artifacts` tag announced at creation that are not stored."""
+    from repro_common.artifacts import missing_announced, parse_announcement
+    from repro_common.runs import ANNOUNCED_TAG
+
+    announced = parse_announcement((record.tags or {}).get(ANNOUNCED_TAG))
+    return missing_announced(announced, stored) if announced else []
 
 
 def manifest_rule(record: RunRecord) -> RuleResult:
@@ -416,7 +426,11 @@ def check_run(
         raise ValueError(f"unknown track {chosen!r}: choose one of {', '.join(TRACKS)}")
     rules = [manifest_rule(record)]
     if record.manifest is not None:
-        rules += evaluate(record.manifest, chosen, stored_artifacts(record), allow_packages)
+        stored = stored_artifacts(record)
+        missing = announced_missing(record, stored)
+        if missing and rules[0].passed:
+            rules[0] = RuleResult("manifest", False, record_incomplete(missing), details=missing)
+        rules += evaluate(record.manifest, chosen, stored, allow_packages)
     else:
         rules += [
             RuleResult(name, False, "no manifest to check", required=chosen == "production")

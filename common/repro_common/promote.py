@@ -3,7 +3,8 @@
 Promotion checks the record is intact, then checks that the data at the recorded
 paths still has the recorded fingerprints: a snapshot taken now must be of the
 data the run read, so any mismatch refuses the whole promotion, listed. It then
-stores the environment spec and the snapshot (each copy fingerprinted again
+stores the environment spec (`requirements.txt`, written from the manifest's package
+list, and the `Dockerfile`) and the snapshot (each copy fingerprinted again
 after upload), rewrites the manifest with the snapshot locations (left out of
 the digest, so the run keeps its digest), and tags the run last, so a promotion
 cut short leaves the run exploratory. Running it again changes nothing.
@@ -78,7 +79,9 @@ def promote(record: RunRecord, allow_packages: Iterable[str] = ()) -> PromotionR
     used for the gate report on the promoted run.
     """
     from repro_common import environment
+    from repro_common.artifacts import announcement, stored_names
     from repro_common.gate import check_run, manifest_rule, snapshot_stored, stored_artifacts
+    from repro_common.runs import ANNOUNCED_TAG
     from repro_common.spec import render_dockerfile
     from repro_common.tracks import (
         PRODUCTION,
@@ -175,6 +178,8 @@ def promote(record: RunRecord, allow_packages: Iterable[str] = ()) -> PromotionR
     tags = {"repro.track": PRODUCTION}
     if not already_production:
         tags["repro.promoted_at"] = str(promoted_at)
+    if ANNOUNCED_TAG in (record.tags or {}):  # what repro/ holds now (older runs have no such tag)
+        tags[ANNOUNCED_TAG] = announcement(stored_names(stored | set(result.stored)))
     if any((record.tags or {}).get(k) != v for k, v in tags.items()):
         backend.set_tags(tags)
         record.tags = {**(record.tags or {}), **tags}

@@ -18,6 +18,11 @@ from repro_common.manifest import Manifest, ManifestError
 
 SOURCE_GROUP = "mlrepro.run_sources"
 RECORD_MAX_MB_DEFAULT = 64  # MLREPRO_MAX_RECORD_MB: a larger manifest is refused unread
+DIGEST_TAG = "repro.manifest.digest"
+ANNOUNCED_TAG = "repro.artifacts"  # what repro/ will hold, set when the run is created
+ERRORS_TAG = "repro.capture.errors"
+# Runs recorded before `repro.artifacts` carried this note from creation until their upload landed.
+LEGACY_PENDING_NOTE = "artifacts: repro/ upload pending"
 
 
 class RunNotFound(LookupError):
@@ -78,6 +83,25 @@ class RunRecord:
 
     def list_artifacts(self, prefix: str = "") -> list[str]:
         return self.backend.list_artifacts(prefix) if self.backend else []
+
+
+INCOMPLETE = "record incomplete:"
+
+
+def record_incomplete(paths: list[str]) -> str:
+    """The one line every reader prints for a record whose upload never landed."""
+    return f"{INCOMPLETE} {', '.join(paths)} never arrived"
+
+
+def capture_errors_note(tags: dict[str, str]) -> str | None:
+    """The run's `repro.capture.errors` worth showing. An old run's "pending" note is left out:
+    either its manifest is there (the upload landed, the note was not cleared) or the reader
+    already says the record is incomplete."""
+    value = (tags or {}).get(ERRORS_TAG)
+    if not value:
+        return None
+    kept = [part for part in value.split("; ") if not part.startswith(LEGACY_PENDING_NOTE)]
+    return "; ".join(kept) or None
 
 
 def parse_manifest(raw: bytes | str | None) -> tuple[Manifest | None, str | None]:

@@ -41,6 +41,9 @@ def _exit(code: int) -> None:
 def show_command(run: str, tracking_uri: str | None, as_json: bool) -> None:
     """Print a run's reproducibility card: environment, code, seeds, data, track and gate status.
 
+    A run whose repro/ upload never landed (process killed, store down) is shown as
+    "record incomplete: repro/manifest.json never arrived" with what its tags say, exit 1.
+
     \b
     Examples:
       mlrepro show 3f2a9c0d4b5e6f708192a3b4c5d6e7f8 --tracking-uri http://mlflow:5000
@@ -50,13 +53,19 @@ def show_command(run: str, tracking_uri: str | None, as_json: bool) -> None:
     """
     from repro_common.gate import check_run
     from repro_common.render import print_card
+    from repro_common.runs import INCOMPLETE, capture_errors_note
+    from repro_common.text import printable
     from repro_common.tracks import TRACKS, run_track
 
     record = _load(run, tracking_uri)
+    if record.manifest is None and (record.manifest_error or "").startswith(INCOMPLETE):
+        _show_incomplete(record, as_json)
     if record.manifest is None:
         raise InputError(f"{run}: {record.manifest_error or 'no readable manifest'}")
     track = run_track(record)
     gates = [check_run(record, name) for name in TRACKS]
+    reason = gates[0].rule("manifest").reason
+    incomplete = reason if reason.startswith(INCOMPLETE) else None
     if as_json:
         _echo_json(
             {
@@ -64,6 +73,7 @@ def show_command(run: str, tracking_uri: str | None, as_json: bool) -> None:
                 "source": record.kind,
                 "location": record.location,
                 "track": track,
+                "incomplete": incomplete,
                 "tags": {k: v for k, v in record.tags.items() if k.startswith("repro.")},
                 "manifest": record.manifest.to_dict(),
                 "gate": {gate.track: gate.to_dict() for gate in gates},
@@ -72,11 +82,40 @@ def show_command(run: str, tracking_uri: str | None, as_json: bool) -> None:
         return
     title = f"{record.kind} run {record.run_id}" if record.run_id else str(record.location or run)
     print_card(record.manifest, title=f"mlrepro record: {title}", track=track, gates=gates)
-    if record.tags.get("repro.capture.errors"):
-        from repro_common.text import printable
+    if incomplete:
+        click.echo(incomplete)
+    note = capture_errors_note(record.tags)
+    if note:
+        click.echo(f"note: the run's repro.capture.errors tag says: {printable(note, 500)}")
 
-        said = printable(record.tags["repro.capture.errors"], 500)
-        click.echo(f"note: the run's repro.capture.errors tag says: {said}")
+
+def _show_incomplete(record: Any, as_json: bool) -> None:
+    """A run whose upload never landed: what its tags say, the missing file named, exit 1."""
+    from repro_common.runs import capture_errors_note
+    from repro_common.text import printable
+
+    tags = {k: v for k, v in record.tags.items() if k.startswith("repro.")}
+    if as_json:
+        _echo_json(
+            {
+                "run": record.run_id or record.ref,
+                "source": record.kind,
+                "location": record.location,
+                "incomplete": record.manifest_error,
+                "tags": tags,
+                "manifest": None,
+            }
+        )
+    else:
+        click.echo(f"mlrepro record: {record.kind} run {record.run_id or record.ref}")
+        click.echo(printable(record.manifest_error, 1000))
+        for key in sorted(tags):
+            if key != "repro.capture.errors":
+                click.echo(f"  {printable(key, 250)} = {printable(tags[key], 500)}")
+        note = capture_errors_note(record.tags)
+        if note:
+            click.echo(f"note: the run's repro.capture.errors tag says: {printable(note, 500)}")
+    _exit(EXIT_FAIL)
 
 
 @click.command("diff", epilog=RUN_HELP)
