@@ -258,7 +258,7 @@ class Uploader:
                 warn_once(
                     "exit-timeout",
                     "mlrepro: %d run(s) still had repro/ artifacts to upload after %.0fs "
-                    "(MLREPRO_UPLOAD_TIMEOUT); `mlrepro show` reports their records as incomplete",
+                    "(MLREPRO_UPLOAD_TIMEOUT); `show` and the gate will call their records incomplete",
                     self.pending(),
                     timeout,
                 )
@@ -460,7 +460,7 @@ def process(job: UploadJob) -> None:
         warn_once(
             "find-run",
             "mlrepro could not reach the new MLflow run to upload repro/ (%s); the run goes on and "
-            "`mlrepro show` reports its record as incomplete",
+            "`show` and the gate will call its record incomplete",
             error_entry("artifacts", exc)["error"],
         )
         return
@@ -539,7 +539,10 @@ def _tag_errors(
     try:
         retry(lambda: client.set_tag(run_id, ERRORS_TAG, value), deadline)
     except Exception as exc:
-        warn_once("tags", "mlrepro could not tag run %s with what went wrong: %r", run_id, exc)
+        if note is None:  # else the upload's warning said it; readers see the record incomplete
+            warn_once(
+                "tags", "mlrepro uploaded repro/ to run %s but could not tag it: %r", run_id, exc
+            )
 
 
 def _refresh(client: Any, job: UploadJob) -> None:

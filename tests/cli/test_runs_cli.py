@@ -113,7 +113,9 @@ def test_promotion_refuses_changed_data_then_promotes_once_and_passes_the_gate(
     assert promoted.manifest is not None and promoted.manifest.digest == digest
     assert promoted.manifest.digest_matches() and promoted.manifest.track == "production"
     stored = _artifacts(run_id, store)
-    assert {"repro/Dockerfile", "repro/data/train/train.csv"} <= stored
+    # requirements.txt is written from the manifest's package list (an exploratory run has none).
+    assert {"repro/requirements.txt", "repro/Dockerfile", "repro/data/train/train.csv"} <= stored
+    assert promoted.tags["repro.artifacts"] == "manifest.json,Dockerfile,requirements.txt,data/*"
     assert promoted.read_artifact("repro/data/train/train.csv") == b"x,y\n1,2\n"
 
     assert main(["promote", run_id, "--tracking-uri", store, "--json", *ALLOW]) == 0

@@ -57,7 +57,7 @@ def test_an_upload_that_cannot_start_keeps_the_tags_and_says_artifacts_are_missi
             pass
     tags = client.get_run(run.info.run_id).data.tags
     assert tags["repro.manifest.digest"].startswith("blake3:")
-    assert "upload pending" in tags["repro.capture.errors"]
+    assert "the upload could not start" in tags["repro.capture.errors"]
     assert len(mlrepro_warnings(caplog)) == 1, mlrepro_warnings(caplog)
 
 
@@ -93,7 +93,7 @@ def test_failing_artifact_rendering_still_uploads_the_manifest(
     def broken(manifest: Manifest) -> dict[str, bytes]:
         raise ValueError("cannot render requirements")
 
-    monkeypatch.setattr(artifacts, "artifact_files", broken)
+    monkeypatch.setattr(artifacts, "record_files", broken)
     with mlflow.start_run() as run:
         pass
     assert repro.flush(60)
@@ -170,17 +170,22 @@ def test_tracking_server_down_then_back_upload_gives_up_in_time_or_retries_throu
                 reader = MlflowClient(url)
                 tags_a = reader.get_run(run_a.info.run_id).data.tags
                 tags_b = reader.get_run(run_b.info.run_id).data.tags
-                assert repro_names(reader, run_b.info.run_id) == {
-                    "manifest.json",
-                    "requirements.txt",
-                }
+                assert repro_names(reader, run_b.info.run_id) == {"manifest.json"}
                 assert repro_names(reader, run_a.info.run_id) == set()
+                # A's tags announced a manifest that never came: readers say so.
+                from mlflow_repro_plugin.source import load_run
+
+                record_a = load_run(run_a.info.run_id, url)
+                assert record_a is not None and record_a.manifest is None
+                assert record_a.manifest_error == (
+                    "record incomplete: repro/manifest.json never arrived"
+                )
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.tracking.fluent._active_experiment_id = None
         for key in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"):
             monkeypatch.delenv(key, raising=False)
-    assert "upload pending" in tags_a["repro.capture.errors"], tags_a
+    assert tags_a["repro.artifacts"] == tags_b["repro.artifacts"] == "manifest.json"
     assert "repro.capture.errors" not in tags_b, tags_b["repro.capture.errors"]
     warnings = mlrepro_warnings(caplog)
     assert len(warnings) == 1 and "could not upload repro/" in warnings[0], warnings

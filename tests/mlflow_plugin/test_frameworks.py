@@ -92,7 +92,7 @@ def _assert_recorded(client: MlflowClient, run_id: str, seed: str) -> dict[str, 
     assert tags["repro.seed"] == seed
     assert tags["repro.git.dirty"] == "false"
     assert "repro.capture.errors" not in tags, tags["repro.capture.errors"]
-    assert repro_names(client, run_id) == {"manifest.json", "requirements.txt"}
+    assert repro_names(client, run_id) == {"manifest.json"}
     return tags
 
 

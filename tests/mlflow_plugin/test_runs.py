@@ -59,18 +59,15 @@ def test_a_plain_start_run_gets_the_design_tags_and_the_repro_artifacts(
     assert "repro.capture.errors" not in tags, tags["repro.capture.errors"]
     assert "repro.reproduces" not in tags
 
-    assert repro_names(client, run.info.run_id) == {
-        "manifest.json",
-        "requirements.txt",
-        "code.diff",
-    }
+    # An exploratory record: the manifest, and the diff of the dirty tree; announced at creation.
+    assert repro_names(client, run.info.run_id) == {"manifest.json", "code.diff"}
+    assert tags["repro.artifacts"] == "manifest.json,code.diff"
     diff = artifact(client, run.info.run_id, "repro/code.diff", tmp_path / "d")
     assert diff is not None and b"train, edited" in diff
-    requirements = artifact(client, run.info.run_id, "repro/requirements.txt", tmp_path / "r")
-    assert (
-        requirements is not None
-        and f"mlflow=={mlflow.__version__}".encode() in requirements.lower()
-    )
+    # requirements.txt is the manifest's package list: any reader writes it from there.
+    assert f"mlflow=={mlflow.__version__}" in {
+        f"{p['name'].lower()}=={p['version']}" for p in manifest.environment["packages"]
+    }
     assert finished.info.status == "FINISHED"
     assert finished.data.metrics == {"loss": 0.25}
 
@@ -79,8 +76,10 @@ def test_a_clean_tree_has_no_code_diff(client: Any, tmp_path: Path) -> None:
     with mlflow.start_run() as run:
         pass
     assert repro.flush(60)
-    assert client.get_run(run.info.run_id).data.tags["repro.git.dirty"] == "false"
-    assert repro_names(client, run.info.run_id) == {"manifest.json", "requirements.txt"}
+    tags = client.get_run(run.info.run_id).data.tags
+    assert tags["repro.git.dirty"] == "false"
+    assert tags["repro.artifacts"] == "manifest.json"
+    assert repro_names(client, run.info.run_id) == {"manifest.json"}
 
 
 def test_nested_and_successive_runs_each_get_their_own_record(client: Any) -> None:
@@ -99,7 +98,7 @@ def test_nested_and_successive_runs_each_get_their_own_record(client: Any) -> No
         tags = client.get_run(run.info.run_id).data.tags
         assert "repro.capture.errors" not in tags, tags
         ids.add(tags["repro.capture.id"])
-        assert repro_names(client, run.info.run_id) >= {"manifest.json", "requirements.txt"}
+        assert repro_names(client, run.info.run_id) == {"manifest.json"}
     assert len(ids) == len(runs), "each run must have its own capture id"
     assert (
         client.get_run(grandchild.info.run_id).data.tags["mlflow.parentRunId"]
@@ -128,7 +127,7 @@ def test_runs_started_from_threads_get_their_records(client: Any) -> None:
     assert repro.flush(60)
     assert len(run_ids) == 4
     for run_id in run_ids:
-        assert repro_names(client, run_id) >= {"manifest.json", "requirements.txt"}
+        assert repro_names(client, run_id) == {"manifest.json"}
         assert "repro.capture.errors" not in client.get_run(run_id).data.tags
 
 
@@ -139,11 +138,11 @@ def test_a_run_already_ended_still_gets_its_artifacts_and_keeps_its_status(clien
     assert ended.info.status == "FINISHED"
     assert repro.flush(60)
     after = client.get_run(run.info.run_id)
-    assert repro_names(client, run.info.run_id) >= {"manifest.json", "requirements.txt"}
+    assert repro_names(client, run.info.run_id) == {"manifest.json"}
     assert (after.info.status, after.info.end_time) == ("FINISHED", ended.info.end_time)
 
 
-def test_the_pending_note_is_written_at_creation_and_cleared_by_the_upload(
+def test_the_creation_tags_announce_the_record_and_no_note_waits_to_be_deleted(
     client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release = threading.Event()
@@ -157,10 +156,13 @@ def test_the_pending_note_is_written_at_creation_and_cleared_by_the_upload(
     with mlflow.start_run() as run:
         pass
     before = client.get_run(run.info.run_id).data.tags
-    assert "upload pending" in before["repro.capture.errors"]
+    assert before["repro.artifacts"] == "manifest.json"
+    assert "repro.capture.errors" not in before, before["repro.capture.errors"]
     release.set()
     assert repro.flush(60)
-    assert "repro.capture.errors" not in client.get_run(run.info.run_id).data.tags
+    after = client.get_run(run.info.run_id).data.tags
+    assert after == before, "the upload changes no tag on the happy path"
+    assert repro_names(client, run.info.run_id) == {"manifest.json"}
 
 
 def test_mlrepro_track_and_reproduces_are_tagged(
@@ -174,6 +176,13 @@ def test_mlrepro_track_and_reproduces_are_tagged(
     tags = client.get_run(run.info.run_id).data.tags
     assert tags["repro.track"] == "production"
     assert tags["repro.reproduces"] == "0123456789abcdef0123456789abcdef"
+    # The production track stores the environment spec too, and announces it at creation.
+    assert tags["repro.artifacts"] == "manifest.json,requirements.txt,Dockerfile"
+    assert repro_names(client, run.info.run_id) == {
+        "manifest.json",
+        "requirements.txt",
+        "Dockerfile",
+    }
 
 
 def test_mlrepro_disable_makes_the_provider_do_nothing(
@@ -248,4 +257,4 @@ def test_no_uploader_thread_lingers_once_the_work_is_done(
         pass
     assert repro.flush(60)
     for run in (first, second):
-        assert repro_names(client, run.info.run_id) >= {"manifest.json", "requirements.txt"}
+        assert repro_names(client, run.info.run_id) == {"manifest.json"}

@@ -45,7 +45,7 @@ def test_a_script_tracked_on_a_server_has_tags_artifacts_and_datasets(
     run = client.get_run(run_id)
     tags = run.data.tags
     assert "repro.capture.errors" not in tags, tags["repro.capture.errors"]
-    assert repro_names(client, run_id) == {"manifest.json", "requirements.txt", "code.diff"}
+    assert repro_names(client, run_id) == {"manifest.json", "code.diff"}
     manifest = Manifest.from_json(artifact(client, run_id, "repro/manifest.json", tmp_path) or b"")
     assert manifest.digest == tags["repro.manifest.digest"] and manifest.digest_matches()
     assert tags["repro.git.dirty"] == "true" and tags["repro.seed"] == "3"
