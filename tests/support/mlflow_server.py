@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,3 +88,25 @@ def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+# uvicorn's access log line: `"POST /api/2.0/mlflow/runs/create HTTP/1.1" 200`.
+REQUEST = re.compile(rb'"(GET|POST|PUT|PATCH|DELETE) (/api/[^ ?"]*)[^"]* HTTP/1.1" ')
+ARTIFACT_ENDPOINT = "/api/2.0/mlflow-artifacts/"
+
+
+def requests_logged(server_log: Path, offset: int = 0) -> tuple[Counter[str], int]:
+    """(API requests the server logged after byte `offset`, by endpoint; the new offset).
+
+    Artifact requests are one endpoint whatever the file: `PUT .../mlflow-artifacts/artifacts/<file>`.
+    """
+    with open(server_log, "rb") as handle:
+        handle.seek(offset)
+        text = handle.read()
+    kinds: Counter[str] = Counter()
+    for method, path in REQUEST.findall(text):
+        name = path.decode()
+        if name.startswith(ARTIFACT_ENDPOINT):
+            name = ARTIFACT_ENDPOINT + "artifacts/<file>"
+        kinds[f"{method.decode()} {name}"] += 1
+    return kinds, offset + len(text)
