@@ -1,6 +1,7 @@
 """The completeness gate CI runs before model registration: named rules, each pass/fail with a reason.
 
-Rules: manifest (present, schema-valid, untampered, matching the run's digest tag),
+Rules: manifest (present, schema-valid, untampered, matching the run's digest tag, and
+every file the run's `repro.artifacts` tag announced at creation stored),
 code, environment, seeds, data. On the exploratory track only `manifest` is
 required; the others are still reported, as advice. Pure over a RunRecord: it
 reads what the record and its stored files say and imports no tracker.
