@@ -186,11 +186,11 @@ def manifest_tags(manifest: Manifest) -> dict[str, str]:
     from repro_common.artifacts import announced_names, announcement
 
     env, code, seeds = manifest.environment, manifest.code, manifest.seeds
-    tags: dict[str, str] = {
-        "repro.manifest.digest": manifest.digest,
-        "repro.track": manifest.track,
-        ARTIFACTS_TAG: announcement(announced_names(manifest)),
-    }
+    tags: dict[str, str] = {"repro.manifest.digest": manifest.digest, "repro.track": manifest.track}
+    try:
+        tags[ARTIFACTS_TAG] = announcement(announced_names(manifest))
+    except Exception:  # readers still see a missing manifest by the digest tag alone
+        pass
     if env.get("digest"):
         tags["repro.env.digest"] = str(env["digest"])
     python = (env.get("python") or {}).get("version")
