@@ -192,6 +192,11 @@ def materialise(
         cloned_from = _clone(code, commit, code_dir, say)
         diff = record.read_artifact("repro/code.diff")
         if code.get("dirty") and not diff:
+            from repro_common.artifacts import CODE_DIFF, parse_announcement
+            from repro_common.runs import ANNOUNCED_TAG, record_incomplete
+
+            if CODE_DIFF in (parse_announcement((record.tags or {}).get(ANNOUNCED_TAG)) or []):
+                raise ReproduceError(record_incomplete([f"repro/{CODE_DIFF}"]))
             raise ReproduceError(
                 "the run was made from a dirty tree but its diff (repro/code.diff) "
                 "is not in the record"
