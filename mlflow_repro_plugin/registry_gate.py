@@ -240,9 +240,13 @@ class ServerRunFiles:
 
 def announced_files(tags: Mapping[str, str]) -> set[str]:
     """The `repro/` files the run's creation tags say its upload will store."""
+    from repro_common.artifacts import SNAPSHOTS, parse_announcement
     from repro_common.gate import DIGEST_TAG
 
-    names = {n.strip() for n in tags.get(ARTIFACTS_TAG, "").split(",") if n.strip()}
+    names = set(parse_announcement(tags.get(ARTIFACTS_TAG)) or [])
+    names.discard(
+        SNAPSHOTS
+    )  # `data/*`: the manifest lists the snapshot files, the data rule judges
     if DIGEST_TAG in tags:
         names.add("manifest.json")
     return {name if name.startswith("repro/") else f"repro/{name}" for name in names}
@@ -250,12 +254,12 @@ def announced_files(tags: Mapping[str, str]) -> set[str]:
 
 def upload_in_flight(tags: Mapping[str, str], stored: set[str]) -> str | None:
     """Why the run's record looks still on its way, or None when nothing announced is missing."""
-    from mlflow_repro_plugin.provider import ERRORS_TAG, PENDING_NOTE
+    from repro_common.runs import ERRORS_TAG, LEGACY_PENDING_NOTE
 
     missing = sorted(announced_files(tags) - stored)
     if missing:
         return f"{', '.join(missing)} not stored yet"
-    if PENDING_NOTE in tags.get(ERRORS_TAG, ""):
+    if LEGACY_PENDING_NOTE in tags.get(ERRORS_TAG, ""):  # a run recorded by an older plugin
         return "its repro.capture.errors tag says the upload is pending"
     return None
 

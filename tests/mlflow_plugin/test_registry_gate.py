@@ -86,7 +86,8 @@ def _copy_of(url: str, complete_run: str, workdir: Path, pending: bool) -> tuple
 
     Returns the run id and a local copy of the complete run's repro/ folder to upload.
     """
-    from mlflow_repro_plugin.provider import CAPTURE_ID_TAG, ERRORS_TAG, PENDING_NOTE
+    from mlflow_repro_plugin.provider import CAPTURE_ID_TAG, ERRORS_TAG
+    from repro_common.runs import LEGACY_PENDING_NOTE
 
     client = _client(url)
     source = client.get_run(complete_run)
@@ -94,7 +95,7 @@ def _copy_of(url: str, complete_run: str, workdir: Path, pending: bool) -> tuple
     tags.pop(CAPTURE_ID_TAG, None)
     tags.pop(ERRORS_TAG, None)
     if pending:
-        tags[ERRORS_TAG] = PENDING_NOTE
+        tags[ERRORS_TAG] = LEGACY_PENDING_NOTE  # how an older plugin marked an upload in flight
     run = client.create_run(source.info.experiment_id, tags=tags)
     client.log_text(run.info.run_id, "artifact_path: model\n", "model/MLmodel")
     local = Path(client.download_artifacts(complete_run, "repro", str(workdir)))
@@ -338,7 +339,7 @@ def test_a_record_that_never_arrives_is_refused_while_the_server_keeps_answering
     assert time.monotonic() - answered < WAIT
     registering.join(120)
     assert "version" not in outcome
-    assert "upload pending" in str(outcome["error"])
+    assert "record incomplete: repro/manifest.json never arrived" in str(outcome["error"])
     assert outcome["seconds"] >= WAIT - 1
     assert f"run {run}: record still incomplete" in gate["log"].read_text()
     with urllib.request.urlopen(gate["url"] + "/health", timeout=10) as alive:
