@@ -224,6 +224,7 @@ def run_tags(site: RunSite) -> dict[str, str]:
 
     capture_id = uuid.uuid4().hex
     manifest = capture()
+    files, errors = uploader.prepare(manifest)  # lists repro/ in the digest the tag carries
     tags = manifest_tags(manifest)
     tags[CAPTURE_ID_TAG] = capture_id
     remote = manifest.code.get("remote")
@@ -233,7 +234,7 @@ def run_tags(site: RunSite) -> dict[str, str]:
         tags.update({GIT_REPO_URL_TAG: _clip(remote), LEGACY_GIT_REPO_URL_TAG: _clip(remote)})
     # Written now, removed by the uploader once repro/ is in place: a run whose upload never
     # happens (server gone, process killed) says so without anyone having to write it.
-    tags[ERRORS_TAG] = errors_value(manifest.errors, PENDING_NOTE) or PENDING_NOTE
+    tags[ERRORS_TAG] = errors_value(errors, PENDING_NOTE) or PENDING_NOTE
     _warn_collector_errors(manifest)
     job = uploader.UploadJob(
         capture_id=capture_id,
@@ -242,6 +243,8 @@ def run_tags(site: RunSite) -> dict[str, str]:
         tracking_uri=site.tracking_uri,
         experiment_id=site.experiment_id,
         frame=site.frame,
+        files=files,
+        errors=errors,
     )
     try:
         uploader.schedule(job)

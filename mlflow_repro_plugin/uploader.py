@@ -118,6 +118,9 @@ class UploadJob:
     deadline: float = 0.0
     run_ids: list[str] = field(default_factory=list)
     artifact_uris: dict[str, str] = field(default_factory=dict)
+    # Decided when the run is tagged, so the digest tag covers the bytes uploaded later.
+    files: dict[str, bytes] | None = None
+    errors: list[dict[str, Any]] | None = None
 
 
 def _is_permanent(exc: BaseException) -> bool:
@@ -423,6 +426,13 @@ def _log_files(
             client.log_artifacts(run_id, tmp, artifact_path=ARTIFACT_DIR)
 
 
+def prepare(manifest: Manifest) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+    """(the run's repro/ files, the record's errors): called before the run is tagged, because
+    listing the files re-digests the manifest."""
+    errors = list(manifest.errors)
+    return _files(manifest, errors), errors
+
+
 def _files(manifest: Manifest, errors: list[dict[str, Any]]) -> dict[str, bytes]:
     from repro_common.artifacts import MANIFEST, artifact_files
     from repro_common.isolation import error_entry
@@ -460,8 +470,13 @@ def process(job: UploadJob) -> None:
     for run_id in job.run_ids:
         _created[run_id] = (job.capture_id, job.manifest.track)
     _complete_ranks(job.manifest, job.deadline)
-    errors = list(job.manifest.errors)
-    files = _files(job.manifest, errors)
+    if job.files is None:
+        job.files, job.errors = prepare(job.manifest)
+    errors = list(job.errors or [])
+    from repro_common.artifacts import MANIFEST
+
+    # `seeds.ranks` (outside the digest) may have been completed since the files were made.
+    files = {**job.files, MANIFEST: job.manifest.to_json().encode()}
     for run_id in job.run_ids:
         _deliver(
             client, run_id, job.artifact_uris.get(run_id), job.manifest, job.deadline, files, errors

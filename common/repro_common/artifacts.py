@@ -24,15 +24,18 @@ log = logging.getLogger("mlrepro")
 
 
 def artifact_files(manifest: Manifest) -> dict[str, bytes]:
-    """Relative name -> content, for the `repro/` folder of a run."""
+    """Relative name -> content, for the `repro/` folder of a run.
+
+    The one place that decides what a run stores: it also lists every file's blake3
+    in `manifest.artifacts` and re-digests `manifest` in place, so the digest the
+    caller tags the run with covers the exact bytes uploaded.
+    """
     from repro_common import code, environment
 
-    stored, extras = manifest, {}
+    extras: dict[str, bytes] = {}
     if manifest.track == "production":
-        stored = copy.deepcopy(manifest)
-        extras = production_files(stored)
-    # The manifest first: a writer that stops half-way still leaves the record.
-    files = {MANIFEST: stored.to_json().encode()}
+        extras = production_files(manifest)
+    files: dict[str, bytes] = {}
     files[REQUIREMENTS] = environment.requirements_txt(
         manifest.environment.get("packages") or []
     ).encode()
@@ -40,15 +43,18 @@ def artifact_files(manifest: Manifest) -> dict[str, bytes]:
     if diff:
         files[CODE_DIFF] = diff.encode()
     files.update(extras)
-    return files
+    manifest.list_artifacts(files)
+    # The manifest first: a writer that stops half-way still leaves the record.
+    return {MANIFEST: manifest.to_json().encode(), **files}
 
 
 def production_files(manifest: Manifest) -> dict[str, bytes]:
-    """The environment spec and data snapshot; notes each snapshot in `manifest` (not in its digest)."""
+    """The environment spec and data snapshot; notes each snapshot in `manifest` (in its digest)."""
     from repro_common.spec import render_dockerfile
     from repro_common.tracks import local_mismatch, plan_snapshot, snapshot_record
 
     files: dict[str, bytes] = {}
+    manifest.data = copy.deepcopy(manifest.data)  # the registry's items stay as they were
     try:
         files[DOCKERFILE] = render_dockerfile(manifest).encode()
     except ValueError as exc:
