@@ -880,7 +880,7 @@ def check_inputs(ws: Workspace, step: Step | None = None) -> list[Check]:
         mapped = _in_checkout(original, ws.manifest, ws.code_dir)
         where = mapped if mapped is not None else original
         if mapped is not None and not mapped.exists():
-            refused = None if within(ws.root, mapped) else f"{mapped} leaves {ws.root}"
+            refused = None if within(ws.root, mapped) else f"{mapped} leads outside {ws.root}"
             if refused is None and original.exists():
                 mapped.parent.mkdir(parents=True, exist_ok=True)
                 mapped.symlink_to(original, target_is_directory=original.is_dir())

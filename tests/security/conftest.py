@@ -114,7 +114,10 @@ def _run_script(repo: Path, env: dict[str, str], args: list[str]) -> str:
 
 
 def _make_run(
-    base: Path, track: str = "exploratory", inputs: list[Path] | None = None
+    base: Path,
+    track: str = "exploratory",
+    inputs: list[Path] | None = None,
+    ignored_inputs: dict[str, str] | None = None,
 ) -> MlflowRun:
     base.mkdir(parents=True)
     remote = base / "remote.git"
@@ -126,9 +129,14 @@ def _make_run(
     )
     git(repo, "push", "-q", "origin", "main")
     (repo / "README.md").write_text("demo, edited\n")  # uncommitted: a stored diff
+    inputs = list(inputs or [])
+    for name, text in (ignored_inputs or {}).items():  # git-ignored files inside the checkout
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+        inputs.append(Path(name))  # relative to the checkout, as a user types it
     uri = f"sqlite:///{base / 'mlflow.db'}"
     env = clean_env(MLFLOW_TRACKING_URI=uri, MLREPRO_TRACK=track, PYTHON=PYTHON)
-    out = _run_script(repo, env, [str(p) for p in inputs or []])
+    out = _run_script(repo, env, [str(p) for p in inputs])
     run_id = out.strip().splitlines()[-1].removeprefix("RUN_ID=")
     run_env = clean_env(MLFLOW_TRACKING_URI=uri, PYTHON=PYTHON)
     return MlflowRun(base, repo, remote, uri, run_id, run_env)
@@ -136,11 +144,16 @@ def _make_run(
 
 @pytest.fixture
 def make_mlflow_run(tmp_path: Path) -> Callable[..., MlflowRun]:
-    """`make_mlflow_run(track=..., inputs=[paths])`: a fresh finished run of train.py, dirty tree."""
+    """`make_mlflow_run(track=, inputs=[paths], ignored_inputs={"data/x": text})`: a fresh
+    finished run of train.py in a dirty checkout, tracking the inputs."""
     counter = iter(range(100))
 
-    def make(track: str = "exploratory", inputs: list[Path] | None = None) -> MlflowRun:
-        return _make_run(tmp_path / f"original-{next(counter)}", track, inputs)
+    def make(
+        track: str = "exploratory",
+        inputs: list[Path] | None = None,
+        ignored_inputs: dict[str, str] | None = None,
+    ) -> MlflowRun:
+        return _make_run(tmp_path / f"original-{next(counter)}", track, inputs, ignored_inputs)
 
     return make
 

@@ -134,7 +134,9 @@ def test_the_dockerfile_holds_no_record_text(mlflow_run, tmp_path: Path):
     instructions = [ln.split()[0] for ln in dockerfile.splitlines() if ln and ln[0] not in "# "]
     assert set(instructions) <= {"FROM", "LABEL", "ENV", "RUN", "WORKDIR", "COPY", "CMD"}
     lines = dockerfile.splitlines()
-    assert not [ln for ln in lines if "evil.invalid" in ln or ln.startswith("RUN touch")], dockerfile
+    assert not [ln for ln in lines if "evil.invalid" in ln or ln.startswith("RUN touch")], (
+        dockerfile
+    )
     assert 'ENV OMP_NUM_THREADS="1\\nRUN touch /owned \\$HOME"' in dockerfile
 
 
