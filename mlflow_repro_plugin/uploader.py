@@ -580,11 +580,12 @@ def _refreshed_files(manifest: Manifest, items: list[dict[str, Any]]) -> dict[st
     from repro_common.artifacts import MANIFEST, artifact_files
     from repro_common.tracks import snapshot_prefix
 
+    files = artifact_files(manifest)  # always: it lists every file in the new digest
     if manifest.track != "production":
-        return {MANIFEST: manifest.to_json().encode()}
+        return {MANIFEST: files[MANIFEST]}
     prefixes = tuple(snapshot_prefix(str(item.get("name"))) + "/" for item in items)
     return {
         name: content
-        for name, content in artifact_files(manifest).items()
+        for name, content in files.items()
         if name == MANIFEST or name.startswith(prefixes)
     }
