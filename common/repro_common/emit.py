@@ -22,6 +22,8 @@ MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 # A container image reference: registry/name[:tag][@sha256:hex], nothing a shell or parser reads.
 IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(@sha256:[0-9a-f]{64})?$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+PEP508_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])\Z")  # packaging's
 SIMPLE_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 VCS = ("git", "hg", "svn", "bzr")
 URL_SCHEMES = frozenset({"http", "https", "file", "ssh", "git"})
@@ -33,7 +35,7 @@ class EmitError(ValueError):
 
 
 def has_control(value: str) -> bool:
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+    return CONTROL.search(value) is not None
 
 
 # ---------------------------------------------------------------- shell
@@ -89,14 +91,8 @@ def commit_id(value: Any) -> str:
 
 
 def package_name(value: Any) -> str:
-    from packaging.requirements import InvalidRequirement, Requirement
-
     text = str(value)
-    try:
-        parsed = Requirement(text)
-    except InvalidRequirement:
-        parsed = None
-    if parsed is None or parsed.name != text or has_control(text):
+    if not PEP508_NAME.match(text):
         raise EmitError(f"refusing the recorded package {text!r}: not a PEP 508 name")
     return text
 
@@ -163,6 +159,8 @@ def requirement_line(pkg: dict[str, Any]) -> str | None:
         line = f"{name}=={package_version(name, version)}"
     if line is None:
         return None
+    if " @ " not in line:
+        return line  # name and version each checked above
     try:
         Requirement(line)
     except InvalidRequirement as exc:
