@@ -231,6 +231,8 @@ def run_tags(site: RunSite) -> dict[str, str]:
 
     capture_id = uuid.uuid4().hex
     manifest = capture()
+    # Listing the repro/ files re-digests the manifest: built before the tags that carry it.
+    files, build_errors = uploader.prepare(manifest)
     # `repro.artifacts` says what the upload will bring: a run whose upload never lands (server
     # gone, process killed) reads as incomplete without anyone having to write it afterwards.
     tags = manifest_tags(manifest)
@@ -240,7 +242,7 @@ def run_tags(site: RunSite) -> dict[str, str]:
         # MLflow's own git provider strips user-info only up to the first `/` and keeps
         # query tokens; providers registered after it win, so its URL tags get ours.
         tags.update({GIT_REPO_URL_TAG: _clip(remote), LEGACY_GIT_REPO_URL_TAG: _clip(remote)})
-    errors = errors_value(manifest.errors)
+    errors = errors_value([*manifest.errors, *build_errors])
     if errors:
         tags[ERRORS_TAG] = errors
     _warn_collector_errors(manifest)
@@ -251,6 +253,7 @@ def run_tags(site: RunSite) -> dict[str, str]:
         tracking_uri=site.tracking_uri,
         experiment_id=site.experiment_id,
         frame=site.frame,
+        files=files,
     )
     try:
         uploader.schedule(job)

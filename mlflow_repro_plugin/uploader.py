@@ -123,6 +123,8 @@ class UploadJob:
     deadline: float = 0.0
     run_ids: list[str] = field(default_factory=list)
     artifact_uris: dict[str, str] = field(default_factory=dict)
+    # Decided when the run is tagged, so the digest tag covers the bytes uploaded later.
+    files: dict[str, bytes] | None = None
 
 
 def _is_permanent(exc: BaseException) -> bool:
@@ -428,6 +430,13 @@ def _log_files(
             client.log_artifacts(run_id, tmp, artifact_path=ARTIFACT_DIR)
 
 
+def prepare(manifest: Manifest) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+    """(the run's repro/ files, why they could not be built): called before the run is
+    tagged, because listing the files re-digests the manifest."""
+    errors: list[dict[str, Any]] = []
+    return _files(manifest, errors), errors
+
+
 def _files(manifest: Manifest, errors: list[dict[str, Any]]) -> dict[str, bytes]:
     """The run's `repro/` files (repro_common.artifacts.record_files: the one place that decides
     them per track); the manifest alone, and the reason in `errors`, when they cannot be built."""
@@ -467,8 +476,13 @@ def process(job: UploadJob) -> None:
     for run_id in job.run_ids:
         _created[run_id] = (job.capture_id, job.manifest.track)
     _complete_ranks(job.manifest, job.deadline)
-    errors: list[dict[str, Any]] = []  # beyond the collectors' (already tagged at creation)
-    files = _files(job.manifest, errors)
+    if job.files is None:
+        job.files, _ = prepare(job.manifest)
+    errors: list[dict[str, Any]] = []  # beyond those tagged at creation
+    from repro_common.artifacts import MANIFEST
+
+    # `seeds.ranks` (outside the digest) may have been completed since the files were made.
+    files = {**job.files, MANIFEST: job.manifest.to_json().encode()}
     for run_id in job.run_ids:
         _deliver(
             client, run_id, job.artifact_uris.get(run_id), job.manifest, job.deadline, files, errors
@@ -580,11 +594,12 @@ def _refreshed_files(manifest: Manifest, items: list[dict[str, Any]]) -> dict[st
     from repro_common.artifacts import MANIFEST, record_files
     from repro_common.tracks import snapshot_prefix
 
+    files = record_files(manifest)  # always: it lists every file in the new digest
     if manifest.track != "production":
-        return {MANIFEST: manifest.to_json().encode()}
+        return {MANIFEST: files[MANIFEST]}
     prefixes = tuple(snapshot_prefix(str(item.get("name"))) + "/" for item in items)
     return {
         name: content
-        for name, content in record_files(manifest).items()
+        for name, content in files.items()
         if name == MANIFEST or name.startswith(prefixes)
     }

@@ -159,9 +159,10 @@ def record_run(
             manifest.seeds["ranks"] = ranks
             manifest.refresh_digest()
         manifest.capture["errors"] = manifest.errors + early
-        summary = config_summary(manifest)
         no_files: dict[str, bytes] = {}
+        # First: listing the files re-digests the manifest, and the config carries that digest.
         files = guarded("artifact_files", lambda: artifact_files(manifest), no_files, late)
+        summary = config_summary(manifest)
         if files:
             guarded("run_files", lambda: copy_to_run_dir(run, files), None, late)
             guarded("artifact", lambda: log_artifact(run, manifest, files), None, late)

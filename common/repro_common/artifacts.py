@@ -39,28 +39,33 @@ SEPARATOR = ","
 log = logging.getLogger("mlrepro")
 
 
-def record_files(manifest: Manifest) -> dict[str, bytes]:
-    """Relative name -> content: what a tracker stores in the run's `repro/` folder."""
+def record_files(manifest: Manifest, *, with_requirements: bool = False) -> dict[str, bytes]:
+    """Relative name -> content: what a tracker stores in the run's `repro/` folder.
+
+    The one place that decides what a run stores: it also lists every file's blake3
+    in `manifest.artifacts` and re-digests `manifest` in place, so the digest the
+    caller tags the run with covers the exact bytes uploaded.
+    """
     from repro_common import code
 
-    stored, extras = manifest, {}
+    extras: dict[str, bytes] = {}
     if manifest.track == "production":
-        stored = copy.deepcopy(manifest)
-        extras = {REQUIREMENTS: requirements(manifest), **production_files(stored)}
-    # The manifest first: a writer that stops half-way still leaves the record.
-    files = {MANIFEST: stored.to_json().encode()}
+        extras = production_files(manifest)
+    files: dict[str, bytes] = {}
+    if with_requirements or manifest.track == "production":
+        files[REQUIREMENTS] = requirements(manifest)
     diff = code.diff_text(manifest.code)
     if diff:
         files[CODE_DIFF] = diff.encode()
     files.update(extras)
-    return files
+    manifest.list_artifacts(files)
+    # The manifest first: a writer that stops half-way still leaves the record.
+    return {MANIFEST: manifest.to_json().encode(), **files}
 
 
 def artifact_files(manifest: Manifest) -> dict[str, bytes]:
-    """`record_files` plus `requirements.txt` on every track: for a local folder or a W&B artifact."""
-    files = record_files(manifest)
-    files.setdefault(REQUIREMENTS, requirements(manifest))
-    return files
+    """`record_files` plus `requirements.txt` on every track: for a local folder or a W&B run."""
+    return record_files(manifest, with_requirements=True)
 
 
 def requirements(manifest: Manifest) -> bytes:
@@ -125,11 +130,12 @@ def missing_announced(announced: list[str], stored: set[str]) -> list[str]:
 
 
 def production_files(manifest: Manifest) -> dict[str, bytes]:
-    """The environment spec and data snapshot; notes each snapshot in `manifest` (not in its digest)."""
+    """The environment spec and data snapshot; notes each snapshot in `manifest` (in its digest)."""
     from repro_common.spec import render_dockerfile
     from repro_common.tracks import local_mismatch, plan_snapshot, snapshot_record
 
     files: dict[str, bytes] = {}
+    manifest.data = copy.deepcopy(manifest.data)  # the registry's items stay as they were
     try:
         files[DOCKERFILE] = render_dockerfile(manifest).encode()
     except ValueError as exc:

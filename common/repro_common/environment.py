@@ -279,45 +279,17 @@ def collect_conda() -> list[dict[str, Any]] | None:
 
 
 def requirements_txt(packages: list[dict[str, Any]]) -> str:
-    """A pinned, reinstallable `pip install -r` list; what cannot be pinned is a comment saying why."""
-    lines = ["# Pinned by mlrepro from the run's environment: pip install -r requirements.txt"]
-    blocked: list[str] = []
-    for pkg in sorted(packages, key=lambda p: str(p.get("name"))):
-        line = requirement_line(pkg)
-        if pkg.get("reinstallable") is False or line is None:
-            shown = line or f"{pkg.get('name')}=={pkg.get('version')}"
-            blocked.append(
-                f"# {shown}  -- not reinstallable: {pkg.get('reason') or 'unknown source'}"
-            )
-        else:
-            lines.append(line)
-    if blocked:
-        lines.append("# The following cannot be pinned from the record alone:")
-        lines.extend(blocked)
-    return "\n".join(lines) + "\n"
+    """A pinned, reinstallable `pip install -r` list (validated: see repro_common.emit)."""
+    from repro_common.emit import requirements_txt as build
+
+    return build(packages)
 
 
 def requirement_line(pkg: dict[str, Any]) -> str | None:
-    """The pip requirement that reinstalls exactly this distribution, or None."""
-    name, version, source = pkg.get("name"), pkg.get("version"), pkg.get("source")
-    if not name:
-        return None
-    url = str(pkg.get("url") or "")
-    if source == "vcs" and url and pkg.get("commit"):
-        line = f"{name} @ {pkg.get('vcs') or 'git'}+{url}@{pkg['commit']}"
-        if pkg.get("subdirectory"):
-            line += f"#subdirectory={pkg['subdirectory']}"
-        return line
-    if source == "archive" and url:
-        line = f"{name} @ {url.split('#', 1)[0]}"
-        if pkg.get("hash"):
-            line += "#" + str(pkg["hash"])
-        return line
-    if source in ("editable", "local") and url:
-        return f"{name} @ {url}"
-    if version:
-        return f"{name}=={version}"
-    return None
+    """The pip requirement that reinstalls exactly this distribution, or None; EmitError if unsafe."""
+    from repro_common.emit import requirement_line as build
+
+    return build(pkg)
 
 
 # ---------------------------------------------------------------- system

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repro_common.manifest import TRACKS, Manifest, ManifestError
+from repro_common.manifest import LEGACY_RULE_NOTE, TRACKS, Manifest, ManifestError
 from repro_common.runs import record_incomplete
 
 if TYPE_CHECKING:
@@ -132,7 +132,53 @@ def announced_missing(record: RunRecord, stored: set[str]) -> list[str]:
     return missing_announced(announced, stored) if announced else []
 
 
+# Files under repro/ a run may hold without the manifest listing them.
+UNLISTED_OK = ("repro/manifest.json", "repro/tags.json")
+
+
+def artifact_mismatches(record: RunRecord) -> dict[str, str]:
+    """Path -> "missing" | "differs" | "not listed": the stored files that break the listing.
+
+    Every file the manifest lists must be there with its blake3; a file under
+    repro/ the listing does not name is reported too (it would be restored or
+    installed unchecked). Legacy (rule 1) records list nothing: nothing to compare.
+    """
+    from repro_common.manifest import digest_bytes
+
+    manifest = record.manifest
+    if manifest is None or manifest.legacy_digest:
+        return {}
+    found: dict[str, str] = {}
+    for path, recorded in sorted(manifest.artifacts.items()):
+        raw = record.read_artifact(path)
+        if raw is None:
+            found[path] = "missing"
+        elif digest_bytes(raw) != recorded:
+            found[path] = "differs"
+    for path in sorted(stored_artifacts(record) - set(manifest.artifacts) - set(UNLISTED_OK)):
+        found[path] = "not listed"
+    return found
+
+
+def artifact_problems(record: RunRecord, found: dict[str, str] | None = None) -> list[str]:
+    """One line per kind of mismatch, with the first few paths (see `artifact_mismatches`)."""
+    found = artifact_mismatches(record) if found is None else found
+    listed = len(record.manifest.artifacts) if record.manifest is not None else 0
+    lines = []
+    for state, template in (
+        ("missing", "{n} of {listed} listed file(s) missing (upload cut short?): {paths}"),
+        ("differs", "{n} file(s) differ from their recorded blake3: {paths}"),
+        ("not listed", "{n} file(s) in repro/ the record does not list: {paths}"),
+    ):
+        paths = [path for path, what in found.items() if what == state]
+        if paths:
+            shown = ", ".join(paths[:5]) + ("…" if len(paths) > 5 else "")
+            lines.append(template.format(n=len(paths), listed=listed, paths=shown))
+    return lines
+
+
 def manifest_rule(record: RunRecord) -> RuleResult:
+    """The record's integrity: schema, digest vs content vs the run's tag, every listed file."""
     manifest = record.manifest
     if manifest is None:
         return RuleResult(
@@ -142,32 +188,53 @@ def manifest_rule(record: RunRecord) -> RuleResult:
         manifest.validate()
     except ManifestError as exc:
         return RuleResult("manifest", False, str(exc))
+    if not manifest.digest:
+        return RuleResult(
+            "manifest", False, "unverifiable: the record holds no digest to check its content"
+        )
+    legacy = f" ({LEGACY_RULE_NOTE})" if manifest.legacy_digest else ""
     if not manifest.digest_matches():
         return RuleResult(
             "manifest",
             False,
             f"tampered: the content no longer matches its digest {manifest.digest[:19]}… "
-            "(manifest.json was edited after capture)",
+            f"(manifest.json was edited after capture){legacy}",
         )
     if record.kind == "manifest":
-        return RuleResult(
-            "manifest", True, "schema-valid; digest matches content (file: no run tag)"
-        )
-    tagged = (record.tags or {}).get(DIGEST_TAG)
-    if not tagged:
-        return RuleResult(
-            "manifest", False, f"the run has no {DIGEST_TAG} tag to check the manifest against"
-        )
-    if tagged != manifest.digest:
+        tag_part = "digest matches content (file: no run tag)"
+    else:
+        tagged = (record.tags or {}).get(DIGEST_TAG)
+        if not tagged:
+            return RuleResult(
+                "manifest", False, f"the run has no {DIGEST_TAG} tag to check the manifest against"
+            )
+        if tagged != manifest.digest:
+            return RuleResult(
+                "manifest",
+                False,
+                f"tampered: manifest digest {manifest.digest[:19]}… differs from the run's "
+                f"{DIGEST_TAG} tag {tagged[:19]}…{legacy}",
+            )
+        tag_part = f"digest {manifest.digest[:19]}… matches content and tag"
+    try:
+        found = artifact_mismatches(record)
+        problems = artifact_problems(record, found)
+    except Exception as exc:  # a store that cannot be read back cannot be vouched for
+        found = {}
+        problems = [f"the stored files could not be read back ({type(exc).__name__}: {exc})"]
+    if problems:
         return RuleResult(
             "manifest",
             False,
-            f"tampered: manifest digest {manifest.digest[:19]}… differs from the run's "
-            f"{DIGEST_TAG} tag {tagged[:19]}…",
+            "tampered or incomplete: " + "; ".join(problems),
+            details=[f"{path}: {what}" for path, what in found.items()] or problems,
         )
-    return RuleResult(
-        "manifest", True, f"schema-valid; digest {manifest.digest[:19]}… matches content and tag"
+    files = (
+        ""
+        if manifest.legacy_digest
+        else f"; {len(manifest.artifacts)} listed file(s) match their blake3"
     )
+    return RuleResult("manifest", True, f"schema-valid; {tag_part}{files}{legacy}")
 
 
 def code_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
@@ -310,13 +377,19 @@ def seeds_rule(manifest: Manifest) -> RuleResult:
     )
 
 
-def snapshot_stored(item: dict[str, Any], artifacts: set[str]) -> bool:
+def snapshot_counts(item: dict[str, Any], artifacts: set[str]) -> tuple[int, int | None]:
+    """(snapshot files stored, files the record expects or None when it does not say)."""
     from repro_common.tracks import snapshot_prefix
 
     prefix = f"repro/{snapshot_prefix(str(item.get('name')))}/"
     stored = sum(1 for name in artifacts if name.startswith(prefix))
     expected = (item.get("snapshot") or {}).get("files")
-    if isinstance(expected, int):
+    return stored, expected if isinstance(expected, int) else None
+
+
+def snapshot_stored(item: dict[str, Any], artifacts: set[str]) -> bool:
+    stored, expected = snapshot_counts(item, artifacts)
+    if expected is not None:
         return stored >= expected and (stored > 0 or expected == 0)
     return stored > 0
 
@@ -358,7 +431,15 @@ def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
         elif snapshot_stored(item, artifacts):
             by_copy += 1
         else:
-            details.append(f"{name!r} has no DVC reference and no snapshot in repro/data/")
+            stored, expected = snapshot_counts(item, artifacts)
+            if stored:
+                of = f" of {expected}" if expected is not None else ""
+                details.append(
+                    f"{name!r}: its snapshot is incomplete ({stored}{of} file(s) stored in "
+                    "repro/data/; upload cut short?)"
+                )
+            else:
+                details.append(f"{name!r} has no DVC reference and no snapshot in repro/data/")
     if details:
         reason = (
             details[0]

@@ -1,9 +1,17 @@
 """The reproducibility record: a versioned, schema-checked, content-digested JSON document.
 
-The digest covers only what changes results (packages, interpreter, commit, diff,
-seeds, data fingerprints, argv), never what changes from one machine or minute to
-the next (timestamps, hostnames, executable paths, durations), so two runs of the
-same code, environment, seeds and data share a digest.
+The digest covers what changes results and everything `reproduce` and `diff` act
+on (packages, interpreter, commit, remote, branch, checkout, diff, entry point and
+argv, seeds, data, and, from rule 2 on, the blake3 of every file stored in
+`repro/`), never what changes from one machine or minute to the next
+(timestamps, hostnames, executable paths, durations), so two runs of the same
+code, environment, seeds and data share a digest. Fields left outside are never
+written into anything executable.
+
+The rule is versioned by `digest_version`, itself covered: records made before
+rule 2 (no `digest_version`) are still verified under rule 1, which covered fewer
+fields; a rule-2 record cannot be passed off as a rule-1 one, because the digest
+written at run creation (the run's tag) was computed under rule 2.
 """
 
 from __future__ import annotations
@@ -18,8 +26,13 @@ import blake3
 
 SCHEMA_ID = "mlrepro.manifest/1"
 TRACKS = ("exploratory", "production")
+DIGEST_VERSION = 2  # the rule new records are digested with
+LEGACY_DIGEST_VERSION = 1  # records without `digest_version`
+LEGACY_RULE_NOTE = (
+    "legacy digest rule 1: remote, branch, checkout path and the repro/ files are not covered"
+)
 
-# Dotted paths left out of the digests: they describe where and when, not what.
+# Rule 1 (legacy): dotted paths left out of the digest.
 VOLATILE_PATHS: tuple[str, ...] = (
     "environment.digest",
     "environment.python.executable",
@@ -46,6 +59,29 @@ PATH_SOURCES = ("editable", "local")
 # Per-item keys left out of the data digest (the fingerprint already covers content;
 # `snapshot` says where a copy is stored, added by the production track or promotion).
 VOLATILE_DATA_KEYS = ("source", "size_bytes", "files", "dvc", "snapshot")
+# Rule 2: only where and when the run happened stays outside, never what reproduce acts on.
+# `seeds.ranks` is completed after the run is created; rng digests are states at capture time.
+VOLATILE_PATHS_V2: tuple[str, ...] = (
+    "environment.python.executable",
+    "environment.python.prefix",
+    "environment.os.release",
+    "environment.os.version",
+    "environment.hardware.cpu_count",
+    "environment.hardware.memory_bytes",
+    "environment.hardware.cpu",
+    "environment.container.in_container",
+    "code.untracked",
+    "code.untracked_truncated",
+    "seeds.rng_digests",
+    "seeds.ranks",
+    "capture.created_at",
+    "capture.hostname",
+    "capture.pid",
+    "capture.duration_ms",
+    "capture.errors",
+    "capture.promoted_at",
+    "capture.promoted_from",
+)
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -93,13 +129,35 @@ def _relevant_view(doc: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def _relevant_view_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    keys = ("digest_version", "environment", "code", "seeds", "data", "artifacts", "capture")
+    view = {k: doc.get(k) for k in keys}  # copy on write, as in rule 1
+    for dotted in VOLATILE_PATHS_V2:
+        _drop_path(view, dotted)
+    data = view.get("data") or []
+    view["data"] = sorted(
+        data, key=lambda item: str(item.get("name")) if isinstance(item, dict) else ""
+    )
+    return view
+
+
+def digest_version_of(doc: dict[str, Any]) -> int:
+    """The rule a document says it was digested with (1 when it says nothing: a legacy record)."""
+    version = doc.get("digest_version", LEGACY_DIGEST_VERSION)
+    if version in (LEGACY_DIGEST_VERSION, DIGEST_VERSION) and not isinstance(version, bool):
+        return int(version)
+    raise ManifestError(f"unknown digest_version {version!r}: this mlrepro knows rules 1 and 2")
+
+
 def environment_digest(environment: dict[str, Any]) -> str:
     """Digest of the environment section alone (same exclusions as the manifest digest)."""
     return digest_bytes(canonical_json(_relevant_view({"environment": environment})["environment"]))
 
 
 def manifest_digest(doc: dict[str, Any]) -> str:
-    return digest_bytes(canonical_json(_relevant_view(doc)))
+    if digest_version_of(doc) == LEGACY_DIGEST_VERSION:
+        return digest_bytes(canonical_json(_relevant_view(doc)))
+    return digest_bytes(canonical_json(_relevant_view_v2(doc)))
 
 
 @lru_cache(maxsize=1)
@@ -125,10 +183,30 @@ class Manifest:
     track: str = "exploratory"
     schema: str = SCHEMA_ID
     digest: str = ""
+    # Rule 2: `repro/<path>` -> "blake3:<hex>" of the exact bytes stored (manifest.json aside).
+    artifacts: dict[str, str] = field(default_factory=dict)
+    digest_version: int = DIGEST_VERSION
 
     def __post_init__(self) -> None:
         if not self.digest:
             self.refresh_digest()
+
+    @property
+    def legacy_digest(self) -> bool:
+        """Digested under rule 1, which left remote, branch, checkout and repro/ files out."""
+        return self.digest_version == LEGACY_DIGEST_VERSION
+
+    def list_artifacts(self, files: dict[str, bytes]) -> None:
+        """Record the digest of every stored file (names relative to `repro/`) and re-digest."""
+        from repro_common.artifacts import ARTIFACT_DIR, MANIFEST
+
+        self.artifacts = {
+            f"{ARTIFACT_DIR}/{name}": digest_bytes(content)
+            for name, content in sorted(files.items())
+            if name != MANIFEST
+        }
+        self.digest_version = DIGEST_VERSION
+        self.refresh_digest()
 
     def refresh_digest(self) -> str:
         """Recompute both digests after a section was changed in place."""
@@ -148,6 +226,9 @@ class Manifest:
             "data": self.data,
             "capture": self.capture,
         }
+        if self.digest_version != LEGACY_DIGEST_VERSION:
+            doc["digest_version"] = self.digest_version
+            doc["artifacts"] = self.artifacts
         return doc
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -155,14 +236,19 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Manifest:
-        """Build from a parsed document, keeping its recorded digest (see `digest_matches`)."""
+        """Build from a parsed document, keeping its recorded digest (see `digest_matches`).
+
+        A missing digest stays missing: a record that cannot be verified must fail the
+        gate, not be given a digest of whatever it now holds.
+        """
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID:
             found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
             raise ManifestError(
                 f"not an mlrepro manifest (schema {found!r}, expected {SCHEMA_ID!r})"
             )
         check_field_types(doc)
-        return cls(
+        artifacts = doc.get("artifacts")
+        manifest = cls(
             environment=doc.get("environment") or {},
             code=doc.get("code") or {},
             seeds=doc.get("seeds") or {},
@@ -170,8 +256,13 @@ class Manifest:
             capture=doc.get("capture") or {},
             track=doc.get("track") or "exploratory",
             schema=doc["schema"],
-            digest=doc.get("digest") or "",
+            digest="unverified",  # set below: __post_init__ must not compute one
+            artifacts=dict(artifacts) if isinstance(artifacts, dict) else {},
+            digest_version=digest_version_of(doc),
         )
+        digest = doc.get("digest")
+        manifest.digest = digest if isinstance(digest, str) else ""
+        return manifest
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
@@ -182,7 +273,9 @@ class Manifest:
         return cls.from_dict(doc)
 
     def digest_matches(self) -> bool:
-        """False when the content was edited after the digest was written (tamper check)."""
+        """False when the content was edited after the digest was written, or there is none."""
+        if not self.digest:
+            return False
         return manifest_digest(self.to_dict(with_digest=False)) == self.digest
 
     def validate(self) -> None:

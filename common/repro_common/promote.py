@@ -5,9 +5,10 @@ paths still has the recorded fingerprints: a snapshot taken now must be of the
 data the run read, so any mismatch refuses the whole promotion, listed. It then
 stores the environment spec (`requirements.txt`, written from the manifest's package
 list, and the `Dockerfile`) and the snapshot (each copy fingerprinted again
-after upload), rewrites the manifest with the snapshot locations (left out of
-the digest, so the run keeps its digest), and tags the run last, so a promotion
-cut short leaves the run exploratory. Running it again changes nothing.
+after upload), rewrites the manifest with the snapshot locations and the blake3
+of every file now in `repro/` (so the digest changes, and the run's digest tag
+with it), and sets the track tag last, so a promotion cut short leaves the run
+exploratory. Running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from repro_common.manifest import Manifest
+from repro_common.gate import DIGEST_TAG
+from repro_common.manifest import DIGEST_VERSION, Manifest
 
 if TYPE_CHECKING:
     from repro_common.gate import GateReport
@@ -70,6 +72,25 @@ def _upload(backend: RunBackend, folder: Path, name: str, content: bytes, dest: 
     local.write_bytes(content)
     backend.log_artifact(str(local), dest)
     return f"{dest}/{name}"
+
+
+def _listing(record: RunRecord, manifest: Manifest, added: dict[str, bytes]) -> dict[str, str]:
+    """The blake3 of every file the promoted run holds in repro/ (manifest.json aside).
+
+    A rule-2 record's listing was verified before promotion; a legacy record's
+    files are read back once, so promotion moves it to rule 2.
+    """
+    from repro_common.gate import UNLISTED_OK, stored_artifacts
+    from repro_common.manifest import digest_bytes
+
+    listing = dict(manifest.artifacts) if not manifest.legacy_digest else {}
+    if manifest.legacy_digest:
+        for path in sorted(stored_artifacts(record) - set(UNLISTED_OK)):
+            raw = record.read_artifact(path)
+            if raw is not None:
+                listing[path] = digest_bytes(raw)
+    listing.update({path: digest_bytes(content) for path, content in added.items()})
+    return listing
 
 
 def promote(record: RunRecord, allow_packages: Iterable[str] = ()) -> PromotionResult:
@@ -134,12 +155,17 @@ def promote(record: RunRecord, allow_packages: Iterable[str] = ()) -> PromotionR
     if note:
         result.notes.append(str(note))
 
+    added: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="mlrepro-promote-") as tmp:
         folder = Path(tmp)
         if "repro/requirements.txt" not in stored:
             packages = manifest.environment.get("packages") or []
-            text = environment.requirements_txt(packages).encode()
+            try:
+                text = environment.requirements_txt(packages).encode()
+            except ValueError as exc:  # a package the record names cannot be written safely
+                raise PromotionError(f"{run}: cannot promote, {exc}", [str(exc)]) from exc
             result.stored.append(_upload(backend, folder, "requirements.txt", text, "repro"))
+            added["repro/requirements.txt"] = text
         if "repro/Dockerfile" not in stored:
             try:
                 text = render_dockerfile(manifest).encode()
@@ -147,11 +173,14 @@ def promote(record: RunRecord, allow_packages: Iterable[str] = ()) -> PromotionR
                 result.notes.append(f"no Dockerfile: {exc}")
             else:
                 result.stored.append(_upload(backend, folder, "Dockerfile", text, "repro"))
+                added["repro/Dockerfile"] = text
         for plan in to_copy:
             for local, name in plan.files:
                 dest = "repro/" + name.rsplit("/", 1)[0]
+                content = local.read_bytes()
                 backend.log_artifact(str(local), dest)
                 result.stored.append(f"repro/{name}")
+                added[f"repro/{name}"] = content
             failure = verify_uploaded_snapshot(backend, plan)
             if failure:
                 raise PromotionError(
@@ -168,14 +197,14 @@ def promote(record: RunRecord, allow_packages: Iterable[str] = ()) -> PromotionR
             if not already_production:
                 manifest.capture.setdefault("promoted_at", str(promoted_at))
                 manifest.capture.setdefault("promoted_from", record.manifest.track)
-            if manifest.digest != record.manifest.digest or not manifest.digest_matches():
-                raise PromotionError(
-                    f"{run}: promotion would change the run's digest; nothing tagged"
-                )
+            manifest.artifacts = _listing(record, manifest, added)
+            manifest.digest_version = DIGEST_VERSION
+            manifest.refresh_digest()
             text = manifest.to_json().encode()
             result.stored.append(_upload(backend, folder, "manifest.json", text, "repro"))
 
-    tags = {"repro.track": PRODUCTION}
+    # The digest tag follows the manifest at once: the listing it covers has grown.
+    tags = {DIGEST_TAG: manifest.digest, "repro.track": PRODUCTION}
     if not already_production:
         tags["repro.promoted_at"] = str(promoted_at)
     if ANNOUNCED_TAG in (record.tags or {}):  # what repro/ holds now (older runs have no such tag)

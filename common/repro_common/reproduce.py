@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -57,6 +56,10 @@ class ReproduceError(Exception):
     """The record cannot be rebuilt (no commit, clone failed, diff no longer applies): exit 2."""
 
 
+class UntrustedRecord(ReproduceError):
+    """The record fails its integrity check and --trust-record was not given: exit 1."""
+
+
 @dataclass
 class Workspace:
     """A materialised run: where everything is and what the reproduction will set."""
@@ -72,6 +75,8 @@ class Workspace:
     secret_env: dict[str, str] = field(default_factory=dict)  # passed at run time, never written
     warnings: list[str] = field(default_factory=list)
     python: str = sys.executable
+    integrity: str = ""  # the gate's manifest rule, as checked before anything was done
+    trusted_by_flag: bool = False  # --trust-record: used although the check failed
 
     @property
     def run_cwd(self) -> Path:
@@ -162,17 +167,43 @@ def reproduces_id(record: RunRecord) -> str:
     return record.manifest.digest if record.manifest else record.ref
 
 
+def verify_record(record: RunRecord, trust_record: bool = False) -> tuple[str, bool]:
+    """(the integrity verdict, whether the flag overrode it); UntrustedRecord when it fails.
+
+    The gate's own integrity rule, before anything is cloned, installed or run: the
+    digest against the content and against the run's creation tag, and every
+    listed file's bytes. A record that fails it is refused unless the user says
+    `--trust-record`, which the verdict then repeats.
+    """
+    from repro_common.gate import manifest_rule
+
+    rule = manifest_rule(record)
+    if rule.passed:
+        return rule.reason, False
+    if not trust_record:
+        raise UntrustedRecord(
+            f"refusing to reproduce {record.ref}: {rule.reason}; nothing was cloned or run "
+            "(pass --trust-record to use it as it is)"
+        )
+    return rule.reason, True
+
+
 def materialise(
     record: RunRecord,
     target: Path,
     tracking_uri: str | None = None,
     step: Step | None = None,
+    trust_record: bool = False,
 ) -> Workspace:
-    """Rebuild the run's code and recipe in `target` (which must not hold anything yet)."""
+    """Rebuild the run's code and recipe in `target` (which must not hold anything yet).
+
+    The record's integrity is checked first (see `verify_record`).
+    """
     say = step or (lambda _msg: None)
     manifest = record.manifest
     if manifest is None:
         raise ReproduceError(f"{record.ref}: {record.manifest_error or 'no manifest in the run'}")
+    integrity, overridden = verify_record(record, trust_record)
     code = manifest.code or {}
     commit = code.get("commit")
     if not commit:
@@ -219,13 +250,25 @@ def materialise(
         cloned_from=cloned_from,
         reproduces=reproduces_id(record),
         warnings=warnings,
+        integrity=integrity,
+        trusted_by_flag=overridden,
     )
+    from repro_common.emit import EmitError
+
+    try:
+        requirements = _requirements(record)
+        dockerfile = _dockerfile(record, manifest)
+        ws.tracker_env, ws.secret_env = _tracker_env(record, tracking_uri, target)
+        script = render_script(ws)
+    except EmitError as exc:
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        raise ReproduceError(str(exc)) from exc
     (target / "manifest.json").write_text(manifest.to_json() + "\n")
-    (target / "requirements.txt").write_bytes(_requirements(record))
-    (target / "Dockerfile").write_text(_dockerfile(record, manifest))
+    (target / "requirements.txt").write_bytes(requirements)
+    (target / "Dockerfile").write_text(dockerfile)
     (target / ".dockerignore").write_text(f"{VENV_DIR}/\n{LOG}\nwandb/\n")
-    ws.tracker_env, ws.secret_env = _tracker_env(record, tracking_uri, target)
-    ws.script.write_text(render_script(ws))
+    ws.script.write_text(script)
     ws.script.chmod(0o755)
     ws.warnings += _argv_warnings(code)
     return ws
@@ -235,10 +278,20 @@ def short(commit: str) -> str:
     return str(commit)[:10]
 
 
+# Transports a recorded remote may use: no `ext::` (it runs a command), no unknown helpers.
+GIT_PROTOCOLS = "file:git:http:https:ssh"
+
+
 def _git(
     *args: str, cwd: Path | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    """git with no prompts and safe transports; callers put `--` before every record value."""
+    env = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "true",
+        "GIT_ALLOW_PROTOCOL": GIT_PROTOCOLS,
+    }
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=20")
     try:
         return subprocess.run(
@@ -262,9 +315,27 @@ def _has_commit(repo: Path, commit: str) -> bool:
     return _git("cat-file", "-e", f"{commit}^{{commit}}", cwd=repo, timeout=30).returncode == 0
 
 
+def _source(value: Any, what: str) -> str | None:
+    """A recorded clone source, refused when git would read it as an option."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if text.startswith("-") or any(ord(ch) < 32 for ch in text):
+        raise ReproduceError(
+            f"refusing the recorded {what} {text!r}: git would read it as an option"
+        )
+    return text
+
+
 def _clone(code: dict[str, Any], commit: str, code_dir: Path, say: Step) -> str:
     """Clone from the local checkout when it still holds the commit (fast, offline), else the remote."""
-    root, remote = code.get("root"), code.get("remote")
+    from repro_common.emit import EmitError, commit_id
+
+    try:
+        commit = commit_id(commit)
+    except EmitError as exc:
+        raise ReproduceError(str(exc)) from exc
+    root, remote = _source(code.get("root"), "checkout"), _source(code.get("remote"), "remote")
     sources: list[str] = []
     if root and Path(root).is_dir() and _has_commit(Path(root), commit):
         sources.append(str(root))
@@ -277,16 +348,16 @@ def _clone(code: dict[str, Any], commit: str, code_dir: Path, say: Step) -> str:
     for source in sources:
         say(f"cloning {source} at {short(commit)}")
         shutil.rmtree(code_dir, ignore_errors=True)
-        proc = _git("clone", "--quiet", "--no-checkout", source, str(code_dir))
+        proc = _git("clone", "--quiet", "--no-checkout", "--", source, str(code_dir))
         if proc.returncode != 0:
             failures.append(f"cannot clone {source}: {_git_error(proc)}")
             continue
         if not _has_commit(code_dir, commit):
-            fetched = _git("fetch", "--quiet", "origin", commit, cwd=code_dir)
+            fetched = _git("fetch", "--quiet", "--", "origin", commit, cwd=code_dir)
             if fetched.returncode != 0:
                 failures.append(f"{source} does not hold commit {short(commit)} (pushed?)")
                 continue
-        proc = _git("checkout", "--quiet", "--detach", commit, cwd=code_dir)
+        proc = _git("checkout", "--quiet", "--detach", commit, "--", cwd=code_dir)
         if proc.returncode != 0:
             failures.append(f"cannot check out {short(commit)} from {source}: {_git_error(proc)}")
             continue
@@ -297,7 +368,7 @@ def _clone(code: dict[str, Any], commit: str, code_dir: Path, say: Step) -> str:
                 failures.append(f"submodules of {source}: {_git_error(sub)}")
                 continue
         if remote and source != remote:
-            _git("remote", "set-url", "origin", str(remote), cwd=code_dir, timeout=30)
+            _git("remote", "set-url", "--", "origin", str(remote), cwd=code_dir, timeout=30)
         return source
     shutil.rmtree(code_dir, ignore_errors=True)
     raise ReproduceError("; ".join(failures))
@@ -305,7 +376,7 @@ def _clone(code: dict[str, Any], commit: str, code_dir: Path, say: Step) -> str:
 
 def _apply_diff(code_dir: Path, patch_file: Path, diff: bytes, commit: str) -> None:
     patch_file.write_bytes(diff)
-    proc = _git("apply", "--whitespace=nowarn", str(patch_file), cwd=code_dir, timeout=120)
+    proc = _git("apply", "--whitespace=nowarn", "--", str(patch_file), cwd=code_dir, timeout=120)
     if proc.returncode != 0:
         raise ReproduceError(
             f"the recorded diff no longer applies to commit {short(commit)}: {_git_error(proc)} "
@@ -335,9 +406,7 @@ def _verify_unversioned(code: dict[str, Any], code_dir: Path) -> list[str]:
 
 
 def _requirements(record: RunRecord) -> bytes:
-    stored = record.read_artifact("repro/requirements.txt")
-    if stored:
-        return stored
+    """Written from the record's packages, validated (never a stored file pasted as it is)."""
     from repro_common.environment import requirements_txt
 
     assert record.manifest is not None
@@ -345,21 +414,15 @@ def _requirements(record: RunRecord) -> bytes:
 
 
 def _dockerfile(record: RunRecord, manifest: Manifest) -> str:
-    """The run's stored environment spec when there is one, then the steps that rerun it."""
-    stored = record.read_artifact("repro/Dockerfile")
-    base: str | None = stored.decode() if stored else None
-    if base is None:
-        try:
-            from repro_common.spec import render_dockerfile
+    """The environment spec rebuilt from the record (validated), then the steps that rerun it."""
+    from repro_common.spec import render_dockerfile
 
-            base = render_dockerfile(manifest)
-        except (ImportError, ValueError):
-            base = None
-    if base is None:
-        version = str((manifest.environment.get("python") or {}).get("version") or "3")
-        minor = ".".join(version.split(".")[:2])
+    try:
+        base = render_dockerfile(manifest)
+    except ValueError:  # no usable Python version recorded: the generic image, said so
         base = (
-            f"FROM python:{minor}-slim\n\nWORKDIR /workspace\n"
+            "# The record holds no usable Python version: a generic Python image.\n"
+            "FROM python:3-slim\n\nWORKDIR /workspace\n"
             "COPY requirements.txt /tmp/mlrepro-requirements.txt\n"
             "RUN python -m pip install --no-cache-dir -r /tmp/mlrepro-requirements.txt\n"
         )
@@ -442,7 +505,11 @@ def _mlflow_experiment(uri: str, run_id: str) -> str | None:
 
 
 def recorded_variables(manifest: Manifest) -> tuple[dict[str, str], list[str]]:
-    """(variables to export, comments) from the record's allow-listed variables and seeds."""
+    """(variables to export, comments) from the record's allow-listed variables and seeds.
+
+    Comments are our own words only; names and values are validated and quoted
+    where they are written (repro_common.emit).
+    """
     env_vars = {
         str(k): str(v)
         for k, v in (manifest.environment.get("variables") or {}).items()
@@ -467,8 +534,8 @@ def recorded_variables(manifest: Manifest) -> tuple[dict[str, str], list[str]]:
     elif (manifest.environment.get("variables") or {}).get("PYTHONHASHSEED") is not None:
         env_vars["PYTHONHASHSEED"] = str(manifest.environment["variables"]["PYTHONHASHSEED"])
     host_specific = {k: env_vars.pop(k) for k in list(env_vars) if k in HOST_SPECIFIC_VARIABLES}
-    for name, value in host_specific.items():
-        comments.append(f"the original had {name}={value} (machine-specific, not set here)")
+    for name in sorted(host_specific):  # our own constant names; the value stays in the record
+        comments.append(f"the original set {name} (machine-specific, not set here)")
     if seeds.get("global") is not None:
         env_vars["MLREPRO_SEED"] = str(seeds["global"])
     if manifest.track:
@@ -478,10 +545,12 @@ def recorded_variables(manifest: Manifest) -> tuple[dict[str, str], list[str]]:
 
 def _entry_command(manifest: Manifest) -> list[str] | None:
     """argv to run from the recorded cwd, or None when the entry point is not a script file."""
+    from repro_common.emit import module_name
+
     code = manifest.code
     argv = [str(a) for a in code.get("argv") or []]
     if code.get("entry_module"):  # `python -m package.module`: relative imports need -m again
-        return ["-m", str(code["entry_module"]), *argv]
+        return ["-m", module_name(code["entry_module"]), *argv]
     entry = code.get("entry_point")
     if not entry or str(entry).startswith("-") or str(entry) in {"<stdin>", "<string>"}:
         return None
@@ -506,27 +575,42 @@ def _argv_warnings(code: dict[str, Any]) -> list[str]:
     return warnings
 
 
-def _double_quoted(value: str) -> str:
-    """`value` made literal inside "${VAR:-...}"."""
-    return re.sub(r'([\\$`"}])', r"\\\1", value)
+# Run by hand, a relative store inherited from the caller's shell is made absolute against
+# the caller's folder before the script changes into code/ (else a new store appears there).
+_ABSOLUTE_STORE = """\
+case "${MLFLOW_TRACKING_URI:-}" in
+  sqlite:////* | sqlite:///:memory:*) ;;
+  sqlite:///*) MLFLOW_TRACKING_URI="sqlite:///$CALLER_DIR/${MLFLOW_TRACKING_URI#sqlite:///}" ;;
+  file:///* | file://*/*) ;;
+  file:*) MLFLOW_TRACKING_URI="file://$CALLER_DIR/${MLFLOW_TRACKING_URI#file:}" ;;
+  "" | /* | *://* | databricks*) ;;
+  *) MLFLOW_TRACKING_URI="$CALLER_DIR/$MLFLOW_TRACKING_URI" ;;
+esac"""
 
 
 def render_script(ws: Workspace) -> str:
-    """reproduce.sh: readable on its own, runnable without mlrepro."""
-    manifest, record = ws.manifest, ws.record
+    """reproduce.sh: readable on its own, runnable without mlrepro, from any folder.
+
+    Built like a compiler emits code: every value from the record is one quoted
+    shell word or refused (repro_common.emit); comments are our own text only.
+    """
+    from repro_common.emit import default_line, export_line, relative_dir, shell_name, shell_word
+
+    manifest = ws.manifest
     code = manifest.code
     variables, comments = recorded_variables(manifest)
     variables["MLREPRO_REPRODUCES"] = ws.reproduces
     variables.update(table_version_variables(manifest))
     command = _entry_command(manifest)
-    created = (manifest.capture or {}).get("created_at") or "an unknown time"
     lines = [
         "#!/usr/bin/env bash",
-        f"# Reproduces {record.kind} run {ws.reproduces}, recorded {created},",
-        f"# from commit {code.get('commit')}"
-        + (" with its recorded diff applied." if code.get("dirty") else "."),
-        "# Generated by `mlrepro reproduce`; PYTHON=... picks the interpreter.",
+        "# Reproduces a recorded run: its code at the recorded commit"
+        + (" with its recorded diff applied" if code.get("dirty") else "")
+        + ", its seed and numerics settings.",
+        "# Generated by `mlrepro reproduce` (manifest.json next to it is the record); "
+        "PYTHON=... picks the interpreter.",
         "set -euo pipefail",
+        'CALLER_DIR="$(pwd)"',
         'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
         'if [ -z "${PYTHON:-}" ]; then',
         f'  if [ -x "$HERE/{VENV_DIR}/bin/python" ]; then PYTHON="$HERE/{VENV_DIR}/bin/python"; '
@@ -536,25 +620,27 @@ def render_script(ws: Workspace) -> str:
         "# Recorded settings that change numerics, the seed and the track.",
     ]
     lines += [f"# note: {c}" for c in comments]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(variables.items())]
+    lines += [export_line(k, v) for k, v in sorted(variables.items())]
     if "PYTHONHASHSEED" not in variables:
         lines.append("unset PYTHONHASHSEED")
     lines += ["", "# Where the new run is logged (override by setting these before running)."]
     for key, value in sorted(ws.tracker_env.items()):
-        default = "$HERE" if value == str(ws.root) else _double_quoted(value)
-        lines.append(f'export {key}="${{{key}:-{default}}}"')
+        if value == str(ws.root):  # this folder, wherever it is moved to
+            name = shell_name(key)
+            lines.append(f'[ -n "${{{name}:-}}" ] || {name}="$HERE"; export {name}')
+        else:
+            lines.append(default_line(key, value))
+    lines += [
+        _ABSOLUTE_STORE,
+        'if [ -n "${MLFLOW_TRACKING_URI:-}" ]; then export MLFLOW_TRACKING_URI; fi',
+    ]
     lines += ["unset MLFLOW_RUN_ID MLREPRO_DISABLE", ""]
-    cwd = code.get("cwd") or ""
-    lines.append(
-        f'cd "$HERE/{CODE_DIR}"' + (f"/{shlex.quote(str(cwd))}" if cwd not in ("", ".") else "")
-    )
+    cwd = relative_dir(code.get("cwd") or "")
+    lines.append(f'cd "$HERE/{CODE_DIR}"' + (f"/{shell_word(cwd)}" if cwd else ""))
     if command is None:
-        lines += [
-            f"echo 'the record names no script to run (entry point: {code.get('entry_point')!s})' >&2",
-            "exit 2",
-        ]
+        lines += ["echo 'the record names no script file to run' >&2", "exit 2"]
     else:
-        lines.append('exec "$PYTHON" ' + " ".join(shlex.quote(a) for a in command) + ' "$@"')
+        lines.append('exec "$PYTHON" ' + " ".join(shell_word(a) for a in command) + ' "$@"')
     return "\n".join(lines) + "\n"
 
 
@@ -799,11 +885,24 @@ def check_inputs(ws: Workspace, step: Step | None = None) -> list[Check]:
         mapped = _in_checkout(original, ws.manifest, ws.code_dir)
         where = mapped if mapped is not None else original
         if mapped is not None and not mapped.exists():
-            if original.exists():
+            refused = None if within(ws.root, mapped) else f"{mapped} leads outside {ws.root}"
+            if refused is None and original.exists():
                 mapped.parent.mkdir(parents=True, exist_ok=True)
                 mapped.symlink_to(original, target_is_directory=original.is_dir())
-            else:
-                _restore_snapshot(ws, item, mapped, say)
+            elif refused is None:
+                refused = _restore_snapshot(ws, item, mapped, say)
+            if refused is not None:
+                checks.append(
+                    Check(
+                        "input",
+                        name,
+                        short_fp(recorded),
+                        "refused",
+                        False,
+                        f"not restored: {refused}",
+                    )
+                )
+                continue
         if not where.exists():
             checks.append(
                 Check("input", name, short_fp(recorded), "missing", False, f"{original} is gone")
@@ -856,27 +955,51 @@ def table_version_variables(manifest: Manifest) -> dict[str, str]:
     return found
 
 
-def _restore_snapshot(ws: Workspace, item: dict[str, Any], mapped: Path, say: Step) -> None:
+def within(root: Path, path: Path) -> bool:
+    """True when `path`, every symlink on its way followed, stays inside `root`."""
+    base = root.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+    return resolved == base or base in resolved.parents
+
+
+def _restore_snapshot(ws: Workspace, item: dict[str, Any], mapped: Path, say: Step) -> str | None:
+    """Write the run's stored copy of `item` at `mapped`; why not, when a file would leave --dir.
+
+    A rule-2 record restores exactly the files it lists (their bytes were checked
+    before anything was done); every destination is resolved, so a symlink the
+    recorded diff created cannot carry a write outside the reproduction folder.
+    """
     from repro_common.tracks import snapshot_prefix
 
     prefix = f"repro/{snapshot_prefix(str(item.get('name')))}/"
-    names = [n for n in ws.record.list_artifacts(prefix.rstrip("/")) if n.startswith(prefix)]
+    if ws.manifest.legacy_digest:
+        names = [n for n in ws.record.list_artifacts(prefix.rstrip("/")) if n.startswith(prefix)]
+    else:
+        names = sorted(n for n in ws.manifest.artifacts if n.startswith(prefix))
     if not names:
-        return
+        return None
     say(f"restoring input {item.get('name')} from the run's snapshot")
     layout = (item.get("snapshot") or {}).get("layout")
     for artifact in names:
-        raw = ws.record.read_artifact(artifact)
-        if raw is None:
-            continue
         rel = artifact[len(prefix) :]
         if layout == "file":
             dest = mapped
         else:
             rel = rel.split("/", 1)[1] if "/" in rel else rel  # drop the folder's own name
             dest = mapped / rel
+        if ".." in Path(rel).parts or not within(ws.root, dest):
+            return f"{artifact} would be written to {dest}, outside {ws.root}"
+        raw = ws.record.read_artifact(artifact)
+        if raw is None:
+            continue
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if not within(ws.root, dest):  # a folder made just now cannot be a link, but be sure
+            return f"{artifact} would be written outside {ws.root}"
         dest.write_bytes(raw)
+    return None
 
 
 def short_fp(value: str | None) -> str:

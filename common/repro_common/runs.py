@@ -120,8 +120,12 @@ class _ManifestFileBackend:
         self.folder = path.parent
 
     def read_artifact(self, path: str) -> bytes | None:
-        name = path.split("/")[-1]
-        candidate = self.folder / name
+        """`repro/<rest>` is `<rest>` next to manifest.json (a downloaded repro/ folder)."""
+        rest = path[len("repro/") :] if path.startswith("repro/") else path.split("/")[-1]
+        folder = self.folder.resolve()
+        candidate = (folder / rest).resolve()
+        if folder not in candidate.parents:
+            return None
         return candidate.read_bytes() if candidate.is_file() else None
 
     def list_artifacts(self, prefix: str = "") -> list[str]:

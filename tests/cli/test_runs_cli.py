@@ -109,12 +109,14 @@ def test_promotion_refuses_changed_data_then_promotes_once_and_passes_the_gate(
     promoted = load_run(run_id, store)
     assert promoted.tags["repro.track"] == "production"
     assert promoted.tags["repro.promoted_at"]
-    assert promoted.tags["repro.manifest.digest"] == digest
-    assert promoted.manifest is not None and promoted.manifest.digest == digest
+    # The files promotion stores are listed in the digest, so the digest and its tag move on.
+    assert promoted.manifest is not None and promoted.manifest.digest != digest
+    assert promoted.tags["repro.manifest.digest"] == promoted.manifest.digest
     assert promoted.manifest.digest_matches() and promoted.manifest.track == "production"
     stored = _artifacts(run_id, store)
     # requirements.txt is written from the manifest's package list (an exploratory run has none).
     assert {"repro/requirements.txt", "repro/Dockerfile", "repro/data/train/train.csv"} <= stored
+    assert {"repro/Dockerfile", "repro/data/train/train.csv"} <= set(promoted.manifest.artifacts)
     assert promoted.tags["repro.artifacts"] == "manifest.json,Dockerfile,requirements.txt,data/*"
     assert promoted.read_artifact("repro/data/train/train.csv") == b"x,y\n1,2\n"
 

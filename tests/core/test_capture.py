@@ -139,10 +139,13 @@ def test_environment_and_code_are_collected_once_per_process(
     assert len(calls) == 2
 
 
-def test_capture_json_has_no_process_specific_path_in_the_digest(
+def test_capture_json_has_no_process_specific_path_in_the_environment_digest(
     git_repo: Path, tmp_path: Path
 ) -> None:
-    """Moving a checkout (another clone path, same commit) keeps the digest."""
+    """Moving a checkout (another clone path, same commit) keeps the environment digest.
+
+    The manifest digest covers the checkout path (rule 2): `reproduce` clones from it,
+    so an edited path must be caught."""
     import shutil
 
     moved = tmp_path / "elsewhere" / "project"
@@ -150,5 +153,6 @@ def test_capture_json_has_no_process_specific_path_in_the_digest(
     a = json.loads(run_python(CAPTURE, cwd=git_repo).stdout)
     b = json.loads(run_python(CAPTURE, cwd=moved).stdout)
     assert a["code"]["root"] != b["code"]["root"]
-    assert a["digest"] == b["digest"]
+    assert a["environment"]["digest"] == b["environment"]["digest"]
+    assert a["digest"] != b["digest"]
     assert os.path.isabs(a["code"]["root"])

@@ -25,7 +25,10 @@ def test_captured_manifest_follows_the_schema_and_round_trips() -> None:
         "seeds",
         "data",
         "capture",
+        "digest_version",
+        "artifacts",
     }
+    assert json.loads(manifest.to_json())["digest_version"] == 2
 
 
 def test_digest_ignores_timestamps_and_hostnames_but_not_content() -> None:

@@ -70,7 +70,7 @@ def test_dockerfile_rebuilds_the_recorded_interpreter_variables_and_image(
     assert "pip install --no-cache-dir -r" in dockerfile
 
 
-def test_production_files_hold_the_spec_and_a_snapshot_that_keeps_the_digest(
+def test_production_files_hold_the_spec_and_a_snapshot_listed_in_the_digest(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "raw").mkdir()
@@ -91,7 +91,15 @@ def test_production_files_hold_the_spec_and_a_snapshot_that_keeps_the_digest(
     snapshots = {item["name"]: item["snapshot"] for item in stored.data}
     assert snapshots["train"]["path"] == "repro/data/train"
     assert snapshots["folder"]["files"] == 2
-    assert "snapshot" not in manifest.data[0], "the caller's manifest is left as it was"
+    # The caller's manifest is the one the run is tagged with: it lists every stored file.
+    from repro_common.manifest import digest_bytes
+
+    assert manifest.data[0]["snapshot"] == stored.data[0]["snapshot"]
+    assert manifest.artifacts == {
+        f"repro/{name}": digest_bytes(content)
+        for name, content in files.items()
+        if name != "manifest.json"
+    }
 
     exploratory = artifact_files(capture())
     assert "Dockerfile" not in exploratory

@@ -264,7 +264,14 @@ def test_a_diff_that_no_longer_applies_is_refused(original: Original, tmp_path: 
     diff = (record / "code.diff").read_text()
     assert "-LR = 0.1" in diff
     (record / "code.diff").write_text(diff.replace("-LR = 0.1", "-LR = 0.2"))
-    proc = _reproduce(original, str(record / "manifest.json"), "--dir", str(tmp_path / "r"))
+    # An edited diff no longer matches the blake3 its manifest lists: refused before any clone.
+    untrusted = _reproduce(original, str(record / "manifest.json"), "--dir", str(tmp_path / "u"))
+    assert untrusted.returncode == 1
+    assert "repro/code.diff" in untrusted.stderr and not (tmp_path / "u").exists()
+    # Taken as it is, it reaches `git apply`, which refuses it.
+    proc = _reproduce(
+        original, str(record / "manifest.json"), "--dir", str(tmp_path / "r"), "--trust-record"
+    )
     assert proc.returncode == 2
     assert "the recorded diff no longer applies to commit" in proc.stderr
     assert "train.py" in proc.stderr

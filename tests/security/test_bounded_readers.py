@@ -30,6 +30,10 @@ def _edited(run: StoredRun, folder: Path, edit: Callable[[dict[str, Any]], None]
     doc = json.loads(run.artifacts["repro/manifest.json"])
     edit(doc)
     folder.mkdir(parents=True, exist_ok=True)
+    for name, content in run.artifacts.items():  # the files the manifest lists, next to it
+        if name.startswith("repro/") and name != "repro/manifest.json":
+            (folder / name[len("repro/") :]).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name[len("repro/") :]).write_bytes(content)
     path = folder / "manifest.json"
     try:
         manifest = Manifest.from_dict(doc)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from repro_common.cli import InputError, json_option, tracking_uri_option
+from repro_common.cli import EXIT_FAIL, InputError, json_option, tracking_uri_option
 
 MAX_WARNINGS = 12
 
@@ -114,6 +114,12 @@ def _escape(text: str) -> str:
     metavar="SECONDS",
     help="Stop the run after this long.",
 )
+@click.option(
+    "--trust-record",
+    is_flag=True,
+    help="Use a record that fails its integrity check (edited, incomplete or without a "
+    "digest) as it is. The verdict says so. Values are still quoted and validated.",
+)
 @tracking_uri_option
 @json_option
 def reproduce_command(
@@ -127,6 +133,7 @@ def reproduce_command(
     compare_metrics: tuple[str, ...],
     outcomes: tuple[str, ...],
     timeout: float | None,
+    trust_record: bool,
     tracking_uri: str | None,
     as_json: bool,
 ) -> None:
@@ -139,12 +146,15 @@ def reproduce_command(
     repro.reproduces=<RUN> (same MLflow store), and inputs and outcomes (final
     metrics; with --compare artifacts the logged files) are compared. REPRODUCED
     needs at least one outcome compared and all agreeing; an unseeded original is
-    said first.
+    said first. The record's integrity (digest, run tag, every stored file) is
+    checked before anything is cloned or run: a record that fails it is refused
+    (exit 1) unless --trust-record, which the verdict then repeats.
 
     \b
     Exit codes:
       0  REPRODUCED (or, without --run, rebuilt)
-      1  NOT REPRODUCED: an input or a compared outcome differs, or the rerun failed
+      1  NOT REPRODUCED: an input or a compared outcome differs, or the rerun failed;
+         or the record failed its integrity check (refused, nothing run)
       2  bad input, or the record cannot be rebuilt
       3  REBUILT, NOT VERIFIED: rerun, but nothing could be compared (no metrics
          or artifacts logged): log a final metric, or use --compare artifacts
@@ -172,7 +182,12 @@ def reproduce_command(
     warnings: list[str] = []
     with _Progress(quiet=as_json) as progress:
         try:
-            ws = rp.materialise(record, target, tracking_uri, step=progress)
+            ws = rp.materialise(
+                record, target, tracking_uri, step=progress, trust_record=trust_record
+            )
+            report["record"] = _record_trust(ws)
+            if ws.trusted_by_flag:
+                warnings.append(f"record used with --trust-record: {ws.integrity}")
             warnings += ws.warnings
             report["cloned_from"] = ws.cloned_from
             if venv:
@@ -184,6 +199,8 @@ def reproduce_command(
                     warnings.append(mismatch)
             else:
                 warnings += [f"package mismatch: {m}" for m in rp.package_mismatches(ws.manifest)]
+        except rp.UntrustedRecord as exc:
+            _refuse(report, str(exc), as_json)
         except rp.ReproduceError as exc:
             raise InputError(str(exc)) from exc
         report["warnings"] = warnings
@@ -218,11 +235,32 @@ def reproduce_command(
             if outcome.returncode != 0 and not as_json:
                 click.echo("\n".join(outcome.tail[-10:]), err=True)
     report["verdict"] = verdict.to_dict()
+    report["verdict"]["trust_record"] = ws.trusted_by_flag
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         _print_verdict(record.ref, verdict)
+        if ws.trusted_by_flag:
+            click.echo(f"record NOT verified, used as given (--trust-record): {ws.integrity}")
     sys.exit(verdict.exit_code)
+
+
+def _record_trust(ws: Any) -> dict[str, Any]:
+    return {
+        "verified": not ws.trusted_by_flag,
+        "trust_record": ws.trusted_by_flag,
+        "integrity": ws.integrity,
+    }
+
+
+def _refuse(report: dict[str, Any], message: str, as_json: bool) -> None:
+    """A record that fails its integrity check: one line (or the JSON report), exit 1."""
+    report["record"] = {"verified": False, "trust_record": False, "integrity": message}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"mlrepro: {message}", err=True)
+    sys.exit(EXIT_FAIL)
 
 
 def _print_materialised(ws: Any, warnings: list[str], venv: bool) -> None:
