@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def _isolated_mlrepro(
     repro_common.reset_cache()
     seeds._forget()
     data.clear_registry()
+    if "torch" in sys.modules:  # a test's torch.manual_seed must not make the next run look seeded
+        sys.modules["torch"].seed()
 
 
 @pytest.fixture

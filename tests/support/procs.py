@@ -21,12 +21,16 @@ def free_port() -> int:
 def clean_env(**extra: str) -> dict[str, str]:
     """The current environment without our own switches, plus `extra`.
 
-    Also without the seed variables seed_everything() sets: an earlier test's seeding in
+    Also without the seed variables seed_everything() sets, and the experiment MLflow exported: an earlier test's seeding in
     this process (or a module-scoped fixture that runs before the per-test cleanup) must
     not seed a child that is meant to be unseeded.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLREPRO_")}
     for name in ("PYTHONHASHSEED", "PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG"):
+        env.pop(name, None)
+    # mlflow.set_experiment() exports these: an experiment of another test's store must not
+    # reach a child that has a store of its own.
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
         env.pop(name, None)
     env.update(extra)
     return env
