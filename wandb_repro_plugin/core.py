@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from repro_common import capture
-from repro_common.artifacts import ARTIFACT_DIR, artifact_files
+from repro_common.artifacts import ARTIFACT_DIR, record_files
 from repro_common.capture import disabled
 from repro_common.data import SKIPPED, describe_input, publish_run_inputs, unfingerprinted_input
 from repro_common.isolation import error_entry, guarded
@@ -161,7 +161,7 @@ def record_run(
         manifest.capture["errors"] = manifest.errors + early
         no_files: dict[str, bytes] = {}
         # First: listing the files re-digests the manifest, and the config carries that digest.
-        files = guarded("artifact_files", lambda: artifact_files(manifest), no_files, late)
+        files = guarded("record_files", lambda: record_files(manifest), no_files, late)
         summary = config_summary(manifest)
         if files:
             guarded("run_files", lambda: copy_to_run_dir(run, files), None, late)

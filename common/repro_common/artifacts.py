@@ -10,8 +10,9 @@ that a shared server pays one request for an exploratory run:
   the data still matches its recorded fingerprint, so a copy is never mislabelled.
 
 `requirements.txt` is the manifest's package list written out, so `reproduce` and
-`promote` write it from the manifest for any run. A local folder (`mlrepro capture
--o`) and the W&B artifact, where a file costs no request, keep it on every track
+`promote` write it from the manifest for any run. Every tracker stores the same
+files, so one training logged to MLflow and W&B has one manifest digest; only a
+local folder (`mlrepro capture -o`) keeps `requirements.txt` on every track
 (`artifact_files`).
 
 `announced_names` says, from the manifest alone and before anything is uploaded,
@@ -64,7 +65,7 @@ def record_files(manifest: Manifest, *, with_requirements: bool = False) -> dict
 
 
 def artifact_files(manifest: Manifest) -> dict[str, bytes]:
-    """`record_files` plus `requirements.txt` on every track: for a local folder or a W&B run."""
+    """`record_files` plus `requirements.txt` on every track: for a local folder."""
     return record_files(manifest, with_requirements=True)
 
 
