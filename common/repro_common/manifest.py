@@ -301,19 +301,8 @@ def check_field_types(doc: dict[str, Any]) -> None:
 
 
 def validate_document(doc: dict[str, Any]) -> None:
-    from repro_common.schema_check import first_problem, supports
+    from repro_common.schema_check import first_problem
 
-    if supports(schema()):  # the fast checker; jsonschema only for keywords it lacks
-        problem = first_problem(doc, schema())
-        if problem:
-            raise ManifestError(f"manifest does not follow {SCHEMA_ID}: field {problem}")
-        return
-    import jsonschema
-
-    try:
-        jsonschema.validate(doc, schema())
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "<root>"
-        raise ManifestError(
-            f"manifest does not follow {SCHEMA_ID} at {where}: {exc.message}"
-        ) from exc
+    problem = first_problem(doc, schema())
+    if problem:
+        raise ManifestError(f"manifest does not follow {SCHEMA_ID}: field {problem}")
