@@ -510,7 +510,10 @@ def check_run(
     if record.manifest is not None:
         stored = stored_artifacts(record)
         missing = announced_missing(record, stored)
-        if missing and rules[0].passed:
+        # An announced file that never arrived is an incomplete upload, not tampering: say so,
+        # unless the manifest rule found more than those files missing.
+        only_missing = set(rules[0].details) <= {f"{path}: missing" for path in missing}
+        if missing and (rules[0].passed or only_missing):
             rules[0] = RuleResult("manifest", False, record_incomplete(missing), details=missing)
         rules += evaluate(record.manifest, chosen, stored, allow_packages)
     else:

@@ -175,8 +175,13 @@ def verify_record(record: RunRecord, trust_record: bool = False) -> tuple[str, b
     listed file's bytes. A record that fails it is refused unless the user says
     `--trust-record`, which the verdict then repeats.
     """
-    from repro_common.gate import manifest_rule
+    from repro_common.gate import announced_missing, manifest_rule, stored_artifacts
+    from repro_common.runs import record_incomplete
 
+    if record.kind != "manifest":  # an upload that never landed: nothing to verify or use
+        missing = announced_missing(record, stored_artifacts(record))
+        if missing:
+            raise ReproduceError(record_incomplete(missing))
     rule = manifest_rule(record)
     if rule.passed:
         return rule.reason, False

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 import repro_common
 from repro_common.cli import main
 from repro_common.environment import requirements_txt
-from repro_common.manifest import Manifest
+from repro_common.manifest import LEGACY_DIGEST_VERSION, Manifest
 from support.git import make_repo
 
 # Exactly what the old provider put in `repro.capture.errors` at creation.
@@ -30,9 +30,14 @@ OLD_REQUIREMENTS_MARK = "# stored with the run by the old plugin\n"
 
 
 def _capture(seed: int) -> Manifest:
+    """A record as the old plugin wrote it: digested under rule 1, with no `artifacts` listing."""
     repro_common.reset_cache()
     repro_common.seed_everything(seed)
-    return repro_common.capture()
+    manifest = repro_common.capture()
+    manifest.digest_version = LEGACY_DIGEST_VERSION
+    manifest.artifacts = {}
+    manifest.refresh_digest()
+    return manifest
 
 
 def _old_tags(manifest: Manifest) -> dict[str, str]:
@@ -128,16 +133,18 @@ def test_an_old_run_shows_checks_and_diffs_with_its_stale_pending_note_left_out(
     assert code == 1 and "seeds" in json.loads(out)["differing"], out
 
 
-def test_an_old_run_reproduces_with_the_requirements_file_it_stored(
+def test_an_old_run_reproduces_with_requirements_written_from_its_checked_manifest(
     old_runs: tuple[str, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The old run's stored requirements.txt is covered by no digest: it is not used."""
     uri, runs = old_runs
     target = tmp_path / "rebuilt"
     code, out, err = _cli(
         capsys, "reproduce", runs["first"], "--tracking-uri", uri, "--dir", str(target)
     )
     assert code == 0, out + err
-    assert (target / "requirements.txt").read_text().startswith(OLD_REQUIREMENTS_MARK)
+    written = (target / "requirements.txt").read_text()
+    assert OLD_REQUIREMENTS_MARK not in written and "click==" in written
     assert (target / "code" / "train.py").read_text() == "print('train')\n"
 
 
