@@ -319,6 +319,12 @@ def _diff_manifests(
         unknown["code"] = f"no git commit recorded in {_which(no_commit_a, no_commit_b)}"
     if not a.data and not b.data:
         not_compared["data"] = "no inputs tracked in A or B"
+    unhashed = sorted(
+        {str(i.get("name")) for i in a.data if not i.get("fingerprint")}
+        & {str(i.get("name")) for i in b.data if not i.get("fingerprint")}
+    )
+    if unhashed:  # read but not fingerprinted in either run: their content was never compared
+        unknown["data"] = f"not fingerprinted in A or B: {', '.join(unhashed)}"
     container_a = {k: (env_a.get("container") or {}).get(k) for k in ("image", "image_digest")}
     container_b = {k: (env_b.get("container") or {}).get(k) for k in ("image", "image_digest")}
     groups = {

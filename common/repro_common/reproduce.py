@@ -1184,6 +1184,10 @@ def compare_inputs(original: Manifest, new: Manifest | None) -> list[Check]:
             )
             continue
         now = str(other.get("fingerprint") or "")
+        if not recorded and not now:  # read but not fingerprinted in either run
+            reason = str(item.get("reason") or item.get("kind") or "no fingerprint")
+            checks.append(Check("input", name, "-", "-", None, f"not compared: {reason}"))
+            continue
         note = "" if now == recorded else "the new run read different data"
         if other.get("partial") or item.get("partial"):
             note = (note + "; " if note else "") + "partial fingerprint"

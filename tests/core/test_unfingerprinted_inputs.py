@@ -31,3 +31,14 @@ def test_the_data_rule_names_a_skipped_input_and_the_remedy() -> None:
         "'stream' was read but not fingerprinted (skipped): track the file it comes from "
         "with track_data(<path>, 'stream')"
     )
+
+
+def test_a_skipped_input_on_both_sides_is_unknown_not_the_same() -> None:
+    """Neither run hashed it: diff and reproduce must not call its content the same."""
+    from repro_common.diff import _diff_manifests
+    from repro_common.reproduce import compare_inputs
+
+    _, unknown, _ = _diff_manifests(Manifest(data=[STREAM]), Manifest(data=[STREAM]))
+    assert unknown["data"] == "not fingerprinted in A or B: stream"
+    [check] = compare_inputs(Manifest(data=[STREAM]), Manifest(data=[STREAM]))
+    assert check.ok is None and check.note.startswith("not compared: cannot fingerprint")
