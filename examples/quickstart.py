@@ -81,6 +81,10 @@ def train(epochs: int, seed: int) -> None:
         def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
             return self.x[index], self.y[index]
 
+        def __fingerprint__(self) -> str:
+            """The rows this split holds, so the callback records `train` and `val` in full."""
+            return repro.fingerprint(torch.cat([self.x, self.y[:, None]], dim=1))
+
     split = torch.Generator().manual_seed(repro.derive_seed("split"))
     order = torch.randperm(512, generator=split).tolist()
     train_loader = DataLoader(

@@ -145,8 +145,10 @@ def _cheap(dataset: Any) -> bool:
     so it is left to an explicit track_data()."""
     from torch.utils.data import ConcatDataset, Subset, TensorDataset
 
-    if isinstance(dataset, TensorDataset):
-        return True
+    if isinstance(dataset, TensorDataset) or callable(
+        getattr(type(dataset), "__fingerprint__", None)
+    ):
+        return True  # a dataset's own __fingerprint__() says how to hash it cheaply
     if isinstance(dataset, Subset):
         return _cheap(dataset.dataset)
     if isinstance(dataset, ConcatDataset):

@@ -125,3 +125,56 @@ def test_a_custom_lightning_dataset_is_in_the_record_and_fails_the_data_rule(new
     assert_skipped_input_is_recorded(
         Path(run.dir).parent, "val", "Generated is not fingerprinted automatically", capsys
     )
+
+
+def test_a_dataset_with_its_own_fingerprint_method_is_recorded_in_full(new_run):
+    """A Dataset that says how to hash itself (`__fingerprint__`) is not skipped."""
+    import lightning.pytorch as pl
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    import repro_common
+    from wandb_repro_plugin.lightning import ReproCallback
+
+    class Rows(Dataset):
+        def __init__(self):
+            self.x = torch.arange(32, dtype=torch.float32).reshape(8, 4)
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return self.x[i], self.x[i, :1]
+
+        def __fingerprint__(self):
+            return repro_common.fingerprint(self.x)
+
+    class Model(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, _):
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.layer(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    run = new_run()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        callbacks=[ReproCallback()],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    rows = Rows()
+    trainer.fit(Model(), DataLoader(rows, batch_size=4))
+    run.finish()
+    manifest_file = Path(run.dir).parent / "files" / "repro" / "manifest.json"
+    manifest = Manifest.from_json(manifest_file.read_bytes())
+    (item,) = [i for i in manifest.data if i["name"] == "train"]
+    assert item["kind"] == "custom" and item["fingerprint"] == repro_common.fingerprint(rows), item
