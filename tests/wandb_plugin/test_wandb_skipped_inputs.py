@@ -49,6 +49,41 @@ def assert_skipped_input_is_recorded(run_dir: Path, name: str, because: str, cap
     assert "not fingerprinted" in detail and "track the file it comes from" in detail
 
 
+def fit_with_callback(train_loader, val_loader=None) -> None:
+    """One CPU epoch of a tiny Lightning model with the W&B ReproCallback."""
+    import lightning.pytorch as pl
+    import torch
+
+    from wandb_repro_plugin.lightning import ReproCallback
+
+    class Model(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, _):
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.layer(x), y)
+
+        def validation_step(self, batch, _):
+            x, y = batch
+            self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        callbacks=[ReproCallback()],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(Model(), train_loader, val_loader)
+
+
 def test_a_generator_given_to_keras_is_in_the_record_and_fails_the_data_rule(
     keras, new_run, capsys
 ):
@@ -80,11 +115,8 @@ def test_a_generator_given_to_keras_is_in_the_record_and_fails_the_data_rule(
 
 
 def test_a_custom_lightning_dataset_is_in_the_record_and_fails_the_data_rule(new_run, capsys):
-    import lightning.pytorch as pl
     import torch
     from torch.utils.data import DataLoader, Dataset, TensorDataset
-
-    from wandb_repro_plugin.lightning import ReproCallback
 
     class Generated(Dataset):
         def __len__(self):
@@ -93,34 +125,9 @@ def test_a_custom_lightning_dataset_is_in_the_record_and_fails_the_data_rule(new
         def __getitem__(self, i):
             return torch.full((4,), float(i)), torch.tensor([float(i % 2)])
 
-    class Model(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.layer = torch.nn.Linear(4, 1)
-
-        def training_step(self, batch, _):
-            x, y = batch
-            return torch.nn.functional.mse_loss(self.layer(x), y)
-
-        def validation_step(self, batch, _):
-            x, y = batch
-            self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
     run = new_run()
     train = TensorDataset(torch.randn(16, 4), torch.randn(16, 1))
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        callbacks=[ReproCallback()],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(Model(), DataLoader(train, batch_size=8), DataLoader(Generated(), batch_size=4))
+    fit_with_callback(DataLoader(train, batch_size=8), DataLoader(Generated(), batch_size=4))
     run.finish()
     assert_skipped_input_is_recorded(
         Path(run.dir).parent, "val", "Generated is not fingerprinted automatically", capsys
@@ -129,12 +136,10 @@ def test_a_custom_lightning_dataset_is_in_the_record_and_fails_the_data_rule(new
 
 def test_a_dataset_with_its_own_fingerprint_method_is_recorded_in_full(new_run):
     """A Dataset that says how to hash itself (`__fingerprint__`) is not skipped."""
-    import lightning.pytorch as pl
     import torch
     from torch.utils.data import DataLoader, Dataset
 
     import repro_common
-    from wandb_repro_plugin.lightning import ReproCallback
 
     class Rows(Dataset):
         def __init__(self):
@@ -149,30 +154,9 @@ def test_a_dataset_with_its_own_fingerprint_method_is_recorded_in_full(new_run):
         def __fingerprint__(self):
             return repro_common.fingerprint(self.x)
 
-    class Model(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.layer = torch.nn.Linear(4, 1)
-
-        def training_step(self, batch, _):
-            x, y = batch
-            return torch.nn.functional.mse_loss(self.layer(x), y)
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
     run = new_run()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        callbacks=[ReproCallback()],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
     rows = Rows()
-    trainer.fit(Model(), DataLoader(rows, batch_size=4))
+    fit_with_callback(DataLoader(rows, batch_size=4))
     run.finish()
     manifest_file = Path(run.dir).parent / "files" / "repro" / "manifest.json"
     manifest = Manifest.from_json(manifest_file.read_bytes())
