@@ -68,12 +68,14 @@ if __name__ == "__main__":
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )
     trainer.fit(Tiny(), DataLoader(data, batch_size=16))
+    # os.write: one system call per line, so ranks sharing stdout never split a line
     if trainer.global_rank == 0:
-        print(f"RUN_ID {mlflow_logger.run_id}", flush=True)  # one write: ranks share stdout
-    print(f"RANK {trainer.global_rank} of {trainer.world_size}", flush=True)
+        os.write(1, f"RUN_ID {mlflow_logger.run_id}\\n".encode())
+    os.write(1, f"RANK {trainer.global_rank} of {trainer.world_size}\\n".encode())
 """
 
 TORCHRUN = """\
+import os
 import sys
 
 import mlflow
@@ -99,10 +101,10 @@ for step in range(5):
         mlflow.log_metric("loss", loss.item(), step=step)
 if rank == 0:
     mlflow.end_run()
-    print(f"RUN_ID {run.info.run_id}", flush=True)  # one write: ranks share stdout
+    os.write(1, f"RUN_ID {run.info.run_id}\\n".encode())
 dist.barrier()
 dist.destroy_process_group()
-print(f"RANK {rank} of 2", flush=True)
+os.write(1, f"RANK {rank} of 2\\n".encode())
 """
 
 
@@ -204,6 +206,7 @@ def test_torchrun_plain_loop_with_mlflow_on_rank_zero(team_stack: Any, project: 
 
 
 LATE_RANKS = """\
+import os
 import sys
 import time
 
@@ -225,7 +228,7 @@ if rank == 0:
     mlflow.log_metric("loss", 0.5)
     mlflow.end_run()
     assert mlflow_repro_plugin.flush(120), "the record was not uploaded"
-    print(f"RUN_ID {run.info.run_id}", flush=True)  # one write: ranks share stdout
+    os.write(1, f"RUN_ID {run.info.run_id}\\n".encode())
 else:
     store.wait(["test/run-created"])
     # Rank one seeds (and so posts its seed) inside the wait, rank two long after it.
@@ -233,7 +236,7 @@ else:
     repro_common.seed_everything(base + rank)
 dist.barrier()
 dist.destroy_process_group()
-print(f"RANK {rank} of 3", flush=True)
+os.write(1, f"RANK {rank} of 3\\n".encode())
 """
 
 
