@@ -178,7 +178,7 @@ def file_loop(
 def bench_directory(tmp: Path, total: int, repeat: int) -> None:
     import blake3
 
-    from repro_common.data import fingerprint_details
+    from repro_common.fingerprints import fingerprint_details
 
     root = tmp / "dir-bandwidth"
     files = 256
@@ -225,7 +225,7 @@ def bench_warm_cache(tmp: Path, count: int, size: int, repeat: int) -> None:
     env = dict(os.environ)
     code = f"""
         import time
-        from repro_common.data import fingerprint_details
+        from repro_common.fingerprints import fingerprint_details
         started = time.perf_counter()
         result = fingerprint_details({str(root)!r})
         print(time.perf_counter() - started, result.fingerprint)
@@ -233,7 +233,7 @@ def bench_warm_cache(tmp: Path, count: int, size: int, repeat: int) -> None:
     # The folder row gone: what a folder with one changed file costs (per-file rows).
     forget_folder_rows = """
         import sqlite3
-        from repro_common.fingerprint_cache import CACHE_FILE, default_cache_dir
+        from repro_common.fingerprints.cache import CACHE_FILE, default_cache_dir
         with sqlite3.connect(default_cache_dir() / CACHE_FILE) as conn:
             conn.execute("DELETE FROM tree_digests")
         conn.close()
@@ -319,7 +319,7 @@ def bench_peak_memory(tmp: Path, size: int) -> None:
             for line in open("/proc/self/status"):
                 if line.startswith(("VmHWM", "VmRSS")):
                     yield line.split(":")[0], int(line.split()[1]) * 1024
-        from repro_common.data import fingerprint_details
+        from repro_common.fingerprints import fingerprint_details
         fingerprint_details(b"warm up imports")
         before = dict(hwm())
         result = fingerprint_details({str(target)!r}, use_cache=False)

@@ -70,7 +70,7 @@ def _report(label: str, read: float, cold: float, warm: float, item: dict[str, A
 def bench_delta(tmp: Path, batches: list[Any]) -> None:
     from deltalake import DeltaTable, write_deltalake
 
-    from repro_common.delta_tables import describe_delta
+    from repro_common.fingerprints.delta import describe_delta
 
     path = str(tmp / "delta")
     options = {"compression": "UNCOMPRESSED"}
@@ -97,7 +97,7 @@ def bench_delta(tmp: Path, batches: list[Any]) -> None:
 def bench_iceberg(tmp: Path, batches: list[Any]) -> None:
     from pyiceberg.catalog.sql import SqlCatalog
 
-    from repro_common.iceberg_tables import describe_iceberg
+    from repro_common.fingerprints.iceberg import describe_iceberg
 
     (tmp / "warehouse").mkdir()
     catalog = SqlCatalog(

@@ -201,7 +201,7 @@ def on_run_inputs(items: list[dict[str, Any]], hosts: Sequence[Any]) -> None:
 
 def install() -> None:
     """Register `on_track` and `on_run_inputs` with the core (idempotent: it keeps one copy)."""
-    from repro_common import data
+    from repro_common import inputs
 
-    data.add_listener(on_track)
-    data.add_run_listener(on_run_inputs)
+    inputs.add_listener(on_track)
+    inputs.add_run_listener(on_run_inputs)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from support.git import make_repo
+from support.inputs_registry import clear_registry
 from support.mlflow_server import mlflow_server
 
 # Set by seed_everything() for child processes; one test's seeding must not leak into the next.
@@ -26,15 +27,15 @@ def _isolated_mlrepro(
             monkeypatch.delenv(key)
     monkeypatch.setenv("MLREPRO_CACHE_DIR", str(tmp_path_factory.mktemp("mlrepro-cache")))
     import repro_common
-    from repro_common import data, seeds
+    from repro_common import seeds
 
     repro_common.reset_cache()
     seeds._forget()
-    data.clear_registry()
+    clear_registry()
     yield
     repro_common.reset_cache()
     seeds._forget()
-    data.clear_registry()
+    clear_registry()
     if "torch" in sys.modules:  # a test's torch.manual_seed must not make the next run look seeded
         sys.modules["torch"].seed()
 

@@ -20,7 +20,7 @@ from typing import Any
 from repro_common import capture
 from repro_common.artifacts import ARTIFACT_DIR, record_files
 from repro_common.capture import disabled
-from repro_common.data import SKIPPED, describe_input, publish_run_inputs, unfingerprinted_input
+from repro_common.inputs import SKIPPED, describe_input, publish_run_inputs, unfingerprinted_input
 from repro_common.isolation import error_entry, guarded
 from repro_common.manifest import TRACKS, Manifest
 from repro_common.text import one_line

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from repro_common.capture import prefetch
-from repro_common.data import collect_data
+from repro_common.inputs import collect_data
 from repro_common.isolation import guarded
 from wandb_repro_plugin.core import active_run, check_track, record_run, require_host, warn
 

@@ -14,8 +14,9 @@ from repro_common.logs import install as _install_logging  # noqa: E402
 _install_logging()
 
 from repro_common.capture import capture, reset_cache  # noqa: E402
-from repro_common.data import fingerprint, track_data  # noqa: E402
 from repro_common.determinism import check_determinism  # noqa: E402
+from repro_common.fingerprints import fingerprint  # noqa: E402
+from repro_common.inputs import track_data  # noqa: E402
 from repro_common.manifest import Manifest  # noqa: E402
 from repro_common.seeds import derive_seed, seed_everything  # noqa: E402
 from repro_common.table_inputs import data_version  # noqa: E402

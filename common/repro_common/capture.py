@@ -107,10 +107,11 @@ def reset_cache() -> None:
 def capture(track: str | None = None, inputs: list[dict[str, Any]] | None = None) -> Manifest:
     """The reproducibility record for this process. Never raises for a failing collector.
 
-    `inputs` are one run's own data entries (repro_common.data.describe_input): they join
+    `inputs` are one run's own data entries (repro_common.inputs.describe_input): they join
     the registered inputs in this record only, never the process-wide registry.
     """
-    from repro_common import code, data, environment, seeds
+    from repro_common import code, environment, seeds
+    from repro_common import inputs as registered_inputs
 
     started = time.perf_counter()
     env, src, static_errors = _static_parts()
@@ -120,7 +121,9 @@ def capture(track: str | None = None, inputs: list[dict[str, Any]] | None = None
     guarded("seeds.environment", lambda: seeds.seed_from_environment(errors), None, errors)
     no_inputs: list[dict[str, Any]] = []
     seed_record = guarded("seeds", lambda: seeds.collect_seeds(errors), no_seeds, errors)
-    inputs = guarded("data", lambda: data.collect_data(errors, inputs), no_inputs, errors)
+    inputs = guarded(
+        "data", lambda: registered_inputs.collect_data(errors, inputs), no_inputs, errors
+    )
     env_section = _copy(env)
     if env_section:
         # seed_everything(deterministic=True) sets some of these at run time: read them now.

@@ -872,7 +872,7 @@ def check_inputs(ws: Workspace, step: Step | None = None) -> list[Check]:
     from the run's data snapshot, so the script finds them where it did.
     """
     say = step or (lambda _msg: None)
-    from repro_common.data import fingerprint
+    from repro_common.fingerprints import fingerprint
     from repro_common.tracks import input_path
 
     checks = []

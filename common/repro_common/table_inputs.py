@@ -2,7 +2,7 @@
 
 A table already keeps every version; the record only has to name the version, prove
 it (a fingerprint with a `basis` saying what it covers) and find it again. Each
-format lives in its own module (repro_common.delta_tables, repro_common.iceberg_tables);
+format lives in its own module (repro_common.fingerprints.delta, .iceberg);
 this one recognises a table input, dispatches to its module and holds the pieces
 both use. deltalake and pyiceberg are imported only when a table is actually used.
 """
@@ -100,11 +100,11 @@ def describe_table(
     """The manifest entry for a table input; raises TableInputError (one line) when it can't."""
     kind = table_kind(obj)
     if kind == "delta":
-        from repro_common.delta_tables import describe_delta
+        from repro_common.fingerprints.delta import describe_delta
 
         return describe_delta(obj, name, source, version=version, use_cache=use_cache)
     if kind == "iceberg":
-        from repro_common.iceberg_tables import describe_iceberg
+        from repro_common.fingerprints.iceberg import describe_iceberg
 
         return describe_iceberg(obj, name, source, version=version, use_cache=use_cache)
     raise TableInputError(f"{obj!r} is not a Delta or Iceberg table")
@@ -142,11 +142,11 @@ def reopen_table(item: dict[str, Any], *, use_cache: bool = True) -> dict[str, A
     kind = item.get("kind")
     name = str(item.get("name"))
     if kind == "delta":
-        from repro_common.delta_tables import reopen_delta
+        from repro_common.fingerprints.delta import reopen_delta
 
         return reopen_delta(item, use_cache=use_cache)
     if kind == "iceberg":
-        from repro_common.iceberg_tables import reopen_iceberg
+        from repro_common.fingerprints.iceberg import reopen_iceberg
 
         return reopen_iceberg(item, use_cache=use_cache)
     raise TableInputError(f"{name}: kind {kind!r} is not a table")

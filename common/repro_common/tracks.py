@@ -192,7 +192,7 @@ def local_mismatch(plan: SnapshotPlan) -> str | None:
         return None
     if not plan.path.exists():
         return f"{plan.name}: {plan.path} no longer exists"
-    from repro_common.data import fingerprint
+    from repro_common.fingerprints import fingerprint
 
     try:
         now = fingerprint(plan.path)
@@ -216,7 +216,7 @@ def snapshot_record(plan: SnapshotPlan) -> dict[str, Any]:
 
 def verify_uploaded_snapshot(backend: RunBackend, plan: SnapshotPlan) -> str | None:
     """Read the stored copy back and fingerprint it; None when it matches the record."""
-    from repro_common.data import fingerprint
+    from repro_common.fingerprints import fingerprint
 
     with tempfile.TemporaryDirectory(prefix="mlrepro-snapshot-") as tmp:
         root = Path(tmp)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from repro_common import data, fingerprint_cache
+from repro_common.fingerprints import files as fingerprint_files
+from repro_common.fingerprints.cache import CACHE_FILE, open_cache
 
 
 @pytest.fixture
@@ -27,13 +28,13 @@ def cache_dir() -> Path:
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the files actually read and hashed (not answered from a cache)."""
     calls: list[str] = []
-    real = data.hash_file
+    real = fingerprint_files.hash_file
 
     def counting(path: str | bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(os.path.basename(os.fsdecode(path)))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(data, "hash_file", counting)
+    monkeypatch.setattr(fingerprint_files, "hash_file", counting)
     return calls
 
 
@@ -57,8 +58,9 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> float:
 # fingerprint, the files hashed, whether the per-file rows were read, and new warnings.
 FINGERPRINT_STEPS = """
 import json, os, sys, time, warnings
-from repro_common import data
-from repro_common.fingerprint_cache import FingerprintCache
+from repro_common.fingerprints import fingerprint
+from repro_common.fingerprints import files
+from repro_common.fingerprints.cache import FingerprintCache
 
 try:  # the permission override must really be gone, or this proves nothing
     open(sys.argv[1], "ab").close()
@@ -67,14 +69,14 @@ try:  # the permission override must really be gone, or this proves nothing
 except PermissionError:
     pass
 hashed, per_file = [], []
-real_hash, real_lookup = data.hash_file, FingerprintCache.lookup_tree
+real_hash, real_lookup = files.hash_file, FingerprintCache.lookup_tree
 def counting_hash(path, *args, **kwargs):
     hashed.append(os.path.basename(os.fsdecode(path)))
     return real_hash(path, *args, **kwargs)
 def counting_lookup(self, root):
     per_file.append(os.fsdecode(root))
     return real_lookup(self, root)
-data.hash_file, FingerprintCache.lookup_tree = counting_hash, counting_lookup
+files.hash_file, FingerprintCache.lookup_tree = counting_hash, counting_lookup
 steps = []
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -85,8 +87,8 @@ with warnings.catch_warnings(record=True) as caught:
             os.utime(arg[1:], (time.time() - 3600, time.time() - 3600))
             continue
         hashed.clear(); per_file.clear(); del caught[:]
-        fingerprint = data.fingerprint(arg)
-        steps.append({"fingerprint": fingerprint, "hashed": sorted(hashed),
+        digest = fingerprint(arg)
+        steps.append({"fingerprint": digest, "hashed": sorted(hashed),
                       "per_file_lookups": len(per_file),
                       "warnings": [str(w.message) for w in caught]})
 print(json.dumps(steps))
@@ -114,8 +116,8 @@ def read_only_fingerprints(cache_dir: Path) -> Callable[..., list[dict[str, Any]
     cannot write it: the real SQLite error and the cache's real handling of it."""
 
     def run(*steps: str | Path) -> list[dict[str, Any]]:
-        fingerprint_cache.open_cache().close()  # type: ignore[union-attr]  # checkpoints the WAL
-        database = cache_dir / fingerprint_cache.CACHE_FILE
+        open_cache().close()  # type: ignore[union-attr]  # checkpoints the WAL
+        database = cache_dir / CACHE_FILE
         assert database.exists() and not list(cache_dir.glob("*-wal"))
         database.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
         env = {**os.environ, "MLREPRO_CACHE_DIR": str(cache_dir)}

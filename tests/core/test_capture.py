@@ -66,10 +66,10 @@ def test_every_collector_failing_at_once_still_gives_a_valid_record(
 ) -> None:
     monkeypatch.setattr(environment, "collect_environment", _boom)
     monkeypatch.setattr(code, "collect_code", _boom)
-    from repro_common import data, seeds
+    from repro_common import inputs, seeds
 
     monkeypatch.setattr(seeds, "collect_seeds", _boom)
-    monkeypatch.setattr(data, "collect_data", _boom)
+    monkeypatch.setattr(inputs, "collect_data", _boom)
     manifest = repro_common.capture()
     manifest.validate()
     assert {e["collector"] for e in manifest.errors} >= {"environment", "code", "seeds", "data"}

@@ -15,7 +15,7 @@ import pyarrow as pa  # noqa: E402
 from deltalake import DeltaTable, write_deltalake  # noqa: E402
 
 import repro_common  # noqa: E402
-from repro_common import data  # noqa: E402
+from repro_common import inputs  # noqa: E402
 from repro_common.diff import diff_manifests  # noqa: E402
 from repro_common.gate import data_rule  # noqa: E402
 from repro_common.manifest import Manifest  # noqa: E402
@@ -107,7 +107,7 @@ def test_a_version_that_does_not_exist_is_one_line_and_a_capture_error(events: P
         item = repro_common.track_data(f"{events}@v9", "events")
     assert item["fingerprint"] is None and "newest is v1" in item["reason"]
     errors: list[dict] = []
-    data.collect_data(errors)
+    inputs.collect_data(errors)
     assert errors == [{"collector": "data.events", "error": item["reason"]}]
 
 

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from repro_common import data, track_data
+from repro_common import track_data
 from repro_common.dvc import dvc_record
+from support.inputs_registry import clear_registry
 from support.procs import run_python
 
 
 @pytest.fixture(autouse=True)
 def _empty_registry():
-    data.clear_registry()
+    clear_registry()
     yield
-    data.clear_registry()
+    clear_registry()
 
 
 @pytest.fixture

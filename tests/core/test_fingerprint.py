@@ -25,8 +25,13 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-from repro_common import capture, data, fingerprint, track_data
-from repro_common.data import collect_data, fingerprint_details
+from repro_common import capture, fingerprint, inputs, track_data
+from repro_common.fingerprints import files as fingerprint_files
+from repro_common.fingerprints import fingerprint_details
+from repro_common.fingerprints import objects as fingerprint_objects
+from repro_common.fingerprints.files import MMAP_MIN
+from repro_common.inputs import collect_data
+from support.inputs_registry import clear_registry
 from support.procs import run_python
 
 HEX64 = r"^blake3:[0-9a-f]{64}$"
@@ -34,9 +39,9 @@ HEX64 = r"^blake3:[0-9a-f]{64}$"
 
 @pytest.fixture(autouse=True)
 def _empty_registry():
-    data.clear_registry(listeners=True)
+    clear_registry(listeners=True)
     yield
-    data.clear_registry(listeners=True)
+    clear_registry(listeners=True)
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -68,8 +73,8 @@ def test_bytes_and_files_are_plain_blake3_of_their_content(tmp_path: Path) -> No
 def test_a_file_larger_than_several_mmap_windows_hashes_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(data, "MMAP_WINDOW", mmap_granularity())
-    payload = os.urandom(data.MMAP_MIN + 5 * mmap_granularity() + 123)
+    monkeypatch.setattr(fingerprint_files, "MMAP_WINDOW", mmap_granularity())
+    payload = os.urandom(MMAP_MIN + 5 * mmap_granularity() + 123)
     target = tmp_path / "windows.bin"
     target.write_bytes(payload)
     assert fingerprint(target, use_cache=False) == "blake3:" + blake3.blake3(payload).hexdigest()
@@ -183,7 +188,7 @@ def test_a_read_failure_is_an_error_naming_the_file(
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(data, "open", guarded_open, raising=False)
+    monkeypatch.setattr(fingerprint_files, "open", guarded_open, raising=False)
     with pytest.raises(PermissionError) as info:
         fingerprint(root, use_cache=False)
     assert str(root / "locked.bin") in str(info.value)
@@ -227,7 +232,7 @@ def test_the_same_array_gives_the_same_fingerprint_whatever_its_layout() -> None
 
 
 def test_large_non_contiguous_arrays_are_hashed_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "ARRAY_CHUNK", 4096)
+    monkeypatch.setattr(fingerprint_objects, "ARRAY_CHUNK", 4096)
     arr = np.random.default_rng(0).random((300, 70))
     assert fingerprint(np.asfortranarray(arr)) == fingerprint(arr)
     assert fingerprint(arr[::2, ::3]) == fingerprint(arr[::2, ::3].copy())
@@ -299,7 +304,7 @@ def test_requires_grad_conjugate_and_sparse_tensors() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_a_gpu_tensor_matches_its_cpu_copy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "ARRAY_CHUNK", 4096)
+    monkeypatch.setattr(fingerprint_objects, "ARRAY_CHUNK", 4096)
     cpu = torch.randn(257, 33)
     gpu = cpu.cuda()
     assert fingerprint(gpu) == fingerprint(cpu)
@@ -515,7 +520,7 @@ def test_track_data_registers_an_item_the_manifest_carries(tmp_path: Path) -> No
     manifest.validate()
     assert [d["name"] for d in manifest.data] == ["images", "labels"]
     assert manifest.data[1]["source"] == "labels.npy"
-    assert data.tracked_details("images").listing()[1]["path"] == "b.png"
+    assert inputs.tracked_details("images").listing()[1]["path"] == "b.png"
 
     before = manifest.digest
     track_data(np.arange(6), "labels")
@@ -534,13 +539,13 @@ def test_listeners_hear_each_item_and_their_failures_are_one_warning() -> None:
     def broken(item: dict) -> None:
         raise RuntimeError("tracker offline")
 
-    data.add_listener(broken)
-    data.add_listener(heard.append)
+    inputs.add_listener(broken)
+    inputs.add_listener(heard.append)
     with pytest.warns(RuntimeWarning, match="tracker offline") as caught:
         item = track_data(b"abc", "tiny")
     assert len([w for w in caught if "tracker offline" in str(w.message)]) == 1
     assert heard == [item]
-    data.remove_listener(broken)
+    inputs.remove_listener(broken)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         track_data(b"abcd", "tiny")

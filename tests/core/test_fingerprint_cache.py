@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from repro_common import fingerprint_cache
-from repro_common.data import fingerprint, fingerprint_details
+from repro_common.fingerprints import fingerprint, fingerprint_details
+from repro_common.fingerprints.cache import CACHE_FILE
 from support.procs import clean_env
 
 OLD = time.time() - 3600  # outside the racy window
@@ -86,16 +86,16 @@ def test_files_modified_just_now_are_not_cached(
 def test_no_cache_neither_reads_nor_writes(tmp_path: Path, cache_dir: Path) -> None:
     root = make_files(tmp_path / "d", 3)
     fingerprint(root, use_cache=False)
-    assert not (cache_dir / fingerprint_cache.CACHE_FILE).exists()
+    assert not (cache_dir / CACHE_FILE).exists()
     fingerprint(root)
-    assert (cache_dir / fingerprint_cache.CACHE_FILE).exists()
+    assert (cache_dir / CACHE_FILE).exists()
 
 
 def test_a_corrupt_cache_is_ignored_with_one_warning(
     tmp_path: Path, cache_dir: Path, hashed: list[str]
 ) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
-    (cache_dir / fingerprint_cache.CACHE_FILE).write_bytes(b"this is not a database" * 100)
+    (cache_dir / CACHE_FILE).write_bytes(b"this is not a database" * 100)
     root = make_files(tmp_path / "d", 4)
     expected = fingerprint(root, use_cache=False)
     with pytest.warns(RuntimeWarning, match="unusable") as caught:
@@ -133,14 +133,14 @@ def test_a_read_only_cache_file_still_answers(
     )
     assert len(grown["warnings"]) == 1 and "cannot write fingerprint cache" in grown["warnings"][0]
     assert again["warnings"] == []
-    with sqlite3.connect(cache_dir / fingerprint_cache.CACHE_FILE) as conn:
+    with sqlite3.connect(cache_dir / CACHE_FILE) as conn:
         assert conn.execute("SELECT count(*) FROM file_digests").fetchone()[0] == 3
 
 
 CONCURRENT = """
 import json, sys, warnings
 warnings.simplefilter("error")
-from repro_common.data import fingerprint_details
+from repro_common.fingerprints import fingerprint_details
 results = []
 for _ in range(3):
     for root in sys.argv[1:]:
@@ -169,7 +169,7 @@ def test_four_processes_share_the_cache_safely(tmp_path: Path, cache_dir: Path) 
         assert "Warning" not in err, err
         rotated = json.loads(out)
         assert sorted(set(rotated)) == sorted(set(expected))
-    with sqlite3.connect(cache_dir / fingerprint_cache.CACHE_FILE) as conn:
+    with sqlite3.connect(cache_dir / CACHE_FILE) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT count(*) FROM file_digests").fetchone()[0] == 240
         assert conn.execute("SELECT count(*) FROM tree_digests").fetchone()[0] == 4

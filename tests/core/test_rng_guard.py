@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from repro_common.data import AugmentedDataError, clear_registry, fingerprint, track_data
+from repro_common import fingerprint, track_data
+from repro_common.fingerprints import AugmentedDataError
+from support.inputs_registry import clear_registry
 
 
 def streams() -> tuple[object, ...]:

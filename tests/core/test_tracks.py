@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from repro_common import capture, data, track_data
+from repro_common import capture, track_data
 from repro_common.artifacts import artifact_files
 from repro_common.manifest import Manifest
 from repro_common.spec import render_dockerfile
@@ -22,12 +22,13 @@ from repro_common.tracks import (
     warn_unmet_requirements,
 )
 from support.git import make_repo
+from support.inputs_registry import clear_registry
 from wandb_repro_plugin.source import WandbDirBackend
 
 
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    data.clear_registry()
+    clear_registry()
     forget_warnings()
     monkeypatch.chdir(tmp_path)
 

@@ -13,9 +13,14 @@ from typing import Any
 import blake3
 import pytest
 
-from repro_common import data, fingerprint_cache
-from repro_common.data import fingerprint, fingerprint_details
-from repro_common.fingerprint_cache import FingerprintCache
+from repro_common.fingerprints import (
+    FileEntry,
+    FingerprintResult,
+    fingerprint,
+    fingerprint_details,
+)
+from repro_common.fingerprints import files as fingerprint_files
+from repro_common.fingerprints.cache import CACHE_FILE, FingerprintCache
 
 OLD = time.time() - 3600  # outside the racy window
 
@@ -51,17 +56,17 @@ def make_tree(root: Path, mtime: float = OLD) -> Path:
 
 
 def tree_rows(cache_dir: Path) -> dict[str, bytes]:
-    with sqlite3.connect(cache_dir / fingerprint_cache.CACHE_FILE) as conn:
+    with sqlite3.connect(cache_dir / CACHE_FILE) as conn:
         rows = conn.execute("SELECT root, listing FROM tree_digests").fetchall()
     return {os.fsdecode(root): listing for root, listing in rows}
 
 
 def forget_trees(cache_dir: Path) -> None:
-    with sqlite3.connect(cache_dir / fingerprint_cache.CACHE_FILE) as conn:
+    with sqlite3.connect(cache_dir / CACHE_FILE) as conn:
         conn.execute("DELETE FROM tree_digests")
 
 
-def summary(result: data.FingerprintResult) -> tuple[object, ...]:
+def summary(result: FingerprintResult) -> tuple[object, ...]:
     return (
         result.kind,
         result.fingerprint,
@@ -98,7 +103,7 @@ def test_cold_per_file_and_folder_answers_agree(
     assert set(tree_rows(cache_dir)) == {str(root)}, "a per-file answer stores the folder row"
 
     assert summary(cold) == summary(folder_hit) == summary(per_file) == summary(uncached)
-    assert folder_hit.entries[0] == data.FileEntry(
+    assert folder_hit.entries[0] == FileEntry(
         "empty.bin", 0, "blake3:" + blake3.blake3(b"").hexdigest()
     )
     assert [e.path for e in folder_hit.entries] == sorted(e.path for e in folder_hit.entries)
@@ -240,7 +245,7 @@ def test_a_file_that_grows_while_hashed_is_not_stored_whole(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = make_tree(tmp_path / "d")
-    real = data.hash_file
+    real = fingerprint_files.hash_file
 
     def appending_first(path: str | bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
         if os.fsdecode(path).endswith("labels.csv"):
@@ -249,10 +254,10 @@ def test_a_file_that_grows_while_hashed_is_not_stored_whole(
             os.utime(path, (OLD, OLD))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(data, "hash_file", appending_first)
+    monkeypatch.setattr(fingerprint_files, "hash_file", appending_first)
     fingerprint(root)
     assert tree_rows(cache_dir) == {}
-    monkeypatch.setattr(data, "hash_file", real)
+    monkeypatch.setattr(fingerprint_files, "hash_file", real)
     assert fingerprint(root) == fingerprint(root, use_cache=False)
     assert set(tree_rows(cache_dir)) == {str(root)}
 
@@ -293,7 +298,7 @@ def test_a_corrupt_cache_still_gives_the_right_fingerprint_with_one_warning(
     root = make_tree(tmp_path / "d")
     expected = fingerprint(root, use_cache=False)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    (cache_dir / fingerprint_cache.CACHE_FILE).write_bytes(b"\x00not sqlite" * 500)
+    (cache_dir / CACHE_FILE).write_bytes(b"\x00not sqlite" * 500)
     with pytest.warns(RuntimeWarning, match="unusable") as caught:
         assert fingerprint(root) == expected
         assert fingerprint(root) == expected
@@ -305,7 +310,7 @@ def test_a_folder_table_of_another_shape_disables_the_cache_with_one_warning(
 ) -> None:
     other = tmp_path / "other-cache"
     other.mkdir()
-    with sqlite3.connect(other / fingerprint_cache.CACHE_FILE) as conn:
+    with sqlite3.connect(other / CACHE_FILE) as conn:
         conn.execute("CREATE TABLE tree_digests (root BLOB PRIMARY KEY, something_else BLOB)")
     monkeypatch.setenv("MLREPRO_CACHE_DIR", str(other))
     root = make_tree(tmp_path / "d")

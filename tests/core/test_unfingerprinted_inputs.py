@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from repro_common.data import SKIPPED, unfingerprinted_input
 from repro_common.diff import diff_manifests
 from repro_common.gate import data_rule
+from repro_common.inputs import SKIPPED, unfingerprinted_input
 from repro_common.manifest import Manifest, ManifestError
 
 STREAM = unfingerprinted_input("stream", SKIPPED, "cannot fingerprint builtins.generator")

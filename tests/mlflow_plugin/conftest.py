@@ -41,9 +41,9 @@ def client(module_store: str, project: Path, request: pytest.FixtureRequest) -> 
     from mlflow.tracking import MlflowClient
 
     from mlflow_repro_plugin import datasets, uploader
-    from repro_common import data
+    from support.inputs_registry import clear_registry
 
-    data.clear_registry()
+    clear_registry()
     datasets.install()
     uploader._warned.clear()
     mlflow.set_tracking_uri(module_store)
@@ -52,7 +52,7 @@ def client(module_store: str, project: Path, request: pytest.FixtureRequest) -> 
     while mlflow.active_run() is not None:
         mlflow.end_run()
     assert uploader.flush(60), "the uploader did not drain after the test"
-    data.clear_registry()
+    clear_registry()
     uploader._warned.clear()
     # set_tracking_uri/set_experiment also export MLFLOW_* variables: later subprocesses must not see them.
     mlflow.set_tracking_uri(None)

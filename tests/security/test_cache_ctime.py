@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from repro_common import data, fingerprint_cache
-from repro_common.data import fingerprint
+from repro_common.fingerprints import files as fingerprint_files
+from repro_common.fingerprints import fingerprint
+from repro_common.fingerprints.cache import CACHE_FILE
 
 OLD_NS = (int(time.time()) - 3600) * 1_000_000_000  # outside the racy window
 
@@ -21,13 +22,13 @@ OLD_NS = (int(time.time()) - 3600) * 1_000_000_000  # outside the racy window
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the files actually read and hashed (not answered from the cache)."""
     calls: list[str] = []
-    real = data.hash_file
+    real = fingerprint_files.hash_file
 
     def counting(path: str | bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(os.path.basename(os.fsdecode(path)))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(data, "hash_file", counting)
+    monkeypatch.setattr(fingerprint_files, "hash_file", counting)
     return calls
 
 
@@ -92,7 +93,7 @@ def test_a_cache_file_written_by_the_previous_version_still_works(
     cache.mkdir(parents=True, exist_ok=True)
     st = target.stat()
     old_key = struct.pack("<3Qq", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    with sqlite3.connect(cache / fingerprint_cache.CACHE_FILE) as conn:
+    with sqlite3.connect(cache / CACHE_FILE) as conn:
         conn.execute(
             "CREATE TABLE file_digests (path BLOB PRIMARY KEY, stat BLOB NOT NULL,"
             " digest BLOB NOT NULL) WITHOUT ROWID"

@@ -50,8 +50,8 @@ def new_run(wandb_dir: Path) -> Iterator[Callable[..., Any]]:
 @pytest.fixture(autouse=True)
 def _no_tracked_inputs() -> Iterator[None]:
     """track_data() registers inputs for the whole process; each test starts with none."""
-    from repro_common import data
+    from support.inputs_registry import clear_registry
 
-    data.clear_registry()
+    clear_registry()
     yield
-    data.clear_registry()
+    clear_registry()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from repro_common import data as registry
+from repro_common import inputs as registry
 from repro_common.cli import main
 from repro_common.manifest import Manifest
 from support.wandb_log import read_run

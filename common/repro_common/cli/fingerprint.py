@@ -160,8 +160,8 @@ def fingerprint_command(
       mlrepro fingerprint data/ --json
       mlrepro fingerprint images/ --no-cache --files
     """
-    from repro_common.data import fingerprint_details
     from repro_common.dvc import dvc_record
+    from repro_common.fingerprints import fingerprint_details
     from repro_common.table_inputs import table_kind
 
     if any(table_kind(path) for path in paths):
@@ -192,7 +192,7 @@ def fingerprint_command(
 
 def _tables(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
     """Delta and Iceberg tables (`path@v12`, `s3://...`, `iceberg:cat.ns.table`) among PATHS."""
-    from repro_common.data import fingerprint_details
+    from repro_common.fingerprints import fingerprint_details
     from repro_common.table_inputs import TableInputError, describe_table, label, table_kind
 
     records = []

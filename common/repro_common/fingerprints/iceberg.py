@@ -186,7 +186,7 @@ def _files(table: Any, snapshot_id: int) -> list[dict[str, Any]]:
     (table uuid, snapshot id): planning a scan reads every manifest (about 1.5 ms each),
     which would dominate re-fingerprinting an unchanged version.
     """
-    from repro_common.fingerprint_cache import default_cache_dir
+    from repro_common.fingerprints.cache import default_cache_dir
 
     uuid = str(table.metadata.table_uuid)
     cached = default_cache_dir() / "iceberg-snapshots" / f"{uuid}-{snapshot_id}.json"
@@ -226,7 +226,7 @@ def _planned_files(table: Any, snapshot_id: int) -> list[dict[str, Any]]:
 def _hash(
     files: list[dict[str, Any]], paths: list[str], use_cache: bool, shown: str
 ) -> list[bytes]:
-    from repro_common.data import hash_local_files
+    from repro_common.fingerprints.files import hash_local_files
 
     for f, path in zip(files, paths, strict=True):
         if not os.path.isfile(path):

@@ -234,7 +234,7 @@ def _content_fingerprint(
 ) -> str:
     """The fingerprint over the files' content; a file the log names but the disk lacks
     (vacuumed, deleted) is a TableInputError naming the version and the file."""
-    from repro_common.data import hash_local_files
+    from repro_common.fingerprints.files import hash_local_files
 
     paths = [_file_path(root, a["path"]) for a in actions]
     for path in paths:

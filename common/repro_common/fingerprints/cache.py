@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS file_digests (
 ) WITHOUT ROWID
 """
 # One row per fingerprinted folder: `signature` is a blake3 digest of its walk (see
-# data._walk), `listing` the exact bytes its folder digest is computed over.
+# fingerprints.files._walk), `listing` the exact bytes its folder digest is computed over.
 _TREE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS tree_digests (
     root BLOB PRIMARY KEY,
