@@ -48,6 +48,7 @@ def test_the_wheel_holds_exactly_the_three_packages_and_the_schema(tmp_path: Pat
     assert top == {"repro_common", "mlflow_repro_plugin", "wandb_repro_plugin"}
     assert "repro_common/schema/manifest.schema.json" in names
     assert "repro_common/cli/__init__.py" in names and "repro_common/environment.py" in names
+    assert "repro_common/fingerprints/files.py" in names and "repro_common/inputs.py" in names
     assert not [n for n in names if n.startswith(("tests/", "common/", "benchmarks/"))]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
