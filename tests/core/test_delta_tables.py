@@ -225,3 +225,151 @@ def test_mlrepro_show_prints_the_table_and_version(events: Path, tmp_path: Path)
     shown = run_cli("show", str(record), env=env)
     assert shown.returncode == 0, shown.stderr
     assert f"[delta {events} @ v0]" in shown.stdout
+
+
+def _opened(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """The versions delta-rs was asked to load (each one a log replay)."""
+    from repro_common import delta_tables
+
+    calls: list[int | None] = []
+    real = delta_tables.open_delta
+
+    def counting(uri: str, version: int | None) -> object:
+        calls.append(version)
+        return real(uri, version)
+
+    monkeypatch.setattr(delta_tables, "open_delta", counting)
+    return calls
+
+
+def test_warm_refingerprint_replays_no_log_and_a_new_commit_is_seen(
+    events: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = repro_common.track_data(str(events), "events")
+    opened = _opened(monkeypatch)
+    assert repro_common.track_data(str(events), "events") == first
+    assert repro_common.track_data(f"{events}@v1", "events") == first
+    assert check_table(first) is None
+    assert opened == []
+    write_deltalake(str(events), pa.table({"a": [5], "p": ["y"]}), mode="append")
+    newer = repro_common.track_data(str(events), "events")
+    assert newer["version"] == 2 and newer["fingerprint"] != first["fingerprint"]
+    assert opened == [None]
+
+
+def test_a_version_whose_log_was_cleaned_up_is_not_answered_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    """Commits before a version gone (log retention) and no checkpoint: delta-rs cannot
+    replay it any more, so neither the gate nor reproduce may pass it on a cached answer."""
+    path = tmp_path / "events"
+    for i in range(3):
+        write_deltalake(str(path), pa.table({"a": [i]}), mode="append")
+    item = repro_common.track_data(f"{path}@v1", "events")
+    assert check_table(item) is None
+    (path / "_delta_log" / f"{0:020d}.json").unlink()
+    problem = check_table(item)
+    assert problem is not None and "version 1" in problem and "log retention" in problem
+
+
+# Deletion vectors. delta-rs 1.x reads them but never writes them (its `delete` rewrites
+# the file even with delta.enableDeletionVectors=true), so a commit that deletes rows
+# through a DV is written here as Spark writes it: a DV file next to the data and an add
+# action whose deletionVector descriptor names it (storage type "u": a z85-encoded uuid).
+_Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+
+
+def _z85(data: bytes) -> str:
+    out = []
+    for start in range(0, len(data), 4):
+        n = int.from_bytes(data[start : start + 4], "big")
+        chunk = []
+        for _ in range(5):
+            n, digit = divmod(n, 85)
+            chunk.append(_Z85[digit])
+        out += reversed(chunk)
+    return "".join(out)
+
+
+def _dv_bytes(rows: list[int]) -> bytes:
+    """A DV file holding one RoaringBitmapArray (one 32-bit roaring array container)."""
+    import struct
+    import zlib
+
+    bitmap = struct.pack("<IIHHI", 12346, 1, 0, len(rows) - 1, 16)
+    bitmap += struct.pack(f"<{len(rows)}H", *sorted(rows))
+    data = struct.pack("<iqi", 1681511377, 1, 0) + bitmap
+    return b"\x01" + struct.pack(">i", len(data)) + data + struct.pack(">I", zlib.crc32(data))
+
+
+def _delete_through_a_dv(path: Path, rows: list[int]) -> Path:
+    """Commit the next version: the table's one data file with `rows` deleted by a DV."""
+    import uuid
+
+    log = path / "_delta_log"
+    version = DeltaTable(str(path)).version()
+    (add,) = [
+        json.loads(line)["add"]
+        for commit in sorted(log.glob("*.json"))
+        for line in commit.read_text().splitlines()
+        if '"add"' in line
+    ]
+    dv_id = uuid.uuid4()
+    dv_file = path / f"deletion_vector_{dv_id}.bin"
+    dv_file.write_bytes(_dv_bytes(rows))
+    descriptor = {
+        "storageType": "u",
+        "pathOrInlineDv": _z85(dv_id.bytes),
+        "offset": 1,
+        "sizeInBytes": dv_file.stat().st_size - 9,
+        "cardinality": len(rows),
+    }
+    remove = {"path": add["path"], "dataChange": True, "deletionTimestamp": 1, "size": add["size"]}
+    actions = [
+        {"commitInfo": {"timestamp": 1, "operation": "DELETE"}},
+        {"remove": remove},
+        {"add": {**add, "deletionVector": descriptor}},
+    ]
+    (log / f"{version + 1:020d}.json").write_text("".join(json.dumps(a) + "\n" for a in actions))
+    (vector,) = pa.table(DeltaTable(str(path)).deletion_vectors()).to_pylist()
+    assert [i for i, keep in enumerate(vector["selection_vector"]) if not keep] == rows
+    return dv_file
+
+
+@pytest.fixture
+def dv_table(tmp_path: Path) -> Path:
+    path = tmp_path / "events"
+    write_deltalake(
+        str(path),
+        pa.table({"a": list(range(10))}),
+        configuration={"delta.enableDeletionVectors": "true"},
+    )
+    return path
+
+
+def test_a_row_deleted_through_a_deletion_vector_changes_the_fingerprint(dv_table: Path) -> None:
+    before = repro_common.track_data(str(dv_table), "events")
+    _delete_through_a_dv(dv_table, [3])
+    after = repro_common.track_data(str(dv_table), "events")
+    assert after["version"] == 1 and after["files"] == before["files"] == 1
+    assert after["fingerprint"] != before["fingerprint"]
+    assert check_table(after) is None and check_table(before) is None
+    assert repro_common.track_data(str(dv_table), "events")["fingerprint"] == after["fingerprint"]
+
+
+def test_the_deleted_rows_count_not_only_the_descriptor(dv_table: Path) -> None:
+    """The DV file replaced by one deleting another row (same size, same descriptor)."""
+    dv_file = _delete_through_a_dv(dv_table, [3])
+    item = repro_common.track_data(str(dv_table), "events")
+    dv_file.write_bytes(_dv_bytes([4]))
+    problem = check_table(item)
+    assert problem is not None and "not the recorded" in problem
+
+
+def test_a_deletion_vector_file_gone_fails_the_check_naming_the_version(dv_table: Path) -> None:
+    dv_file = _delete_through_a_dv(dv_table, [3])
+    item = repro_common.track_data(str(dv_table), "events")
+    assert check_table(item) is None
+    dv_file.unlink()
+    problem = check_table(item)
+    assert problem is not None and "version 1" in problem and "deletion vectors" in problem
