@@ -49,26 +49,41 @@ def test_a_delta_table_on_s3_is_recorded_by_its_log_and_checked_for_its_files(s3
     assert check_table(repro_common.track_data(uri, "events")) is None
 
 
-def test_an_iceberg_table_with_its_warehouse_on_s3(s3: S3Store, tmp_path: Path) -> None:
+def test_an_iceberg_table_with_its_warehouse_on_s3(
+    s3: S3Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recorded by its manifests; the gate asks the store (through the table's FileIO,
+    with the catalog's endpoint and keys) for every file, so a deleted one is caught."""
     import pyarrow as pa
     from pyiceberg.catalog.sql import SqlCatalog
 
     import repro_common
+    from repro_common.gate import data_rule
+    from repro_common.manifest import Manifest
+    from repro_common.table_inputs import check_table
 
-    catalog: Any = SqlCatalog(
-        "lake",
-        uri=f"sqlite:///{tmp_path}/catalog.db",
-        warehouse="s3://lake/warehouse",
-        **{
-            "s3.endpoint": s3.endpoint,
-            "s3.access-key-id": TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            "s3.secret-access-key": TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            "s3.region": TEST_CREDENTIALS["AWS_DEFAULT_REGION"],
-        },
-    )
+    properties = {
+        "uri": f"sqlite:///{tmp_path}/catalog.db",
+        "warehouse": "s3://lake/warehouse",
+        "s3.endpoint": s3.endpoint,
+        "s3.access-key-id": TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "s3.secret-access-key": TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "s3.region": TEST_CREDENTIALS["AWS_DEFAULT_REGION"],
+    }
+    for key, value in properties.items():  # how `mlrepro` commands find the catalog again
+        monkeypatch.setenv(f"PYICEBERG_CATALOG__LAKE__{key.upper().replace('.', '__')}", value)
+    catalog: Any = SqlCatalog("lake", **properties)
     catalog.create_namespace("db")
     table = catalog.create_table("db.events", schema=pa.schema([("a", pa.int64())]))
     table.append(pa.table({"a": pa.array([1, 2], pa.int64())}))
+    table.append(pa.table({"a": pa.array([3], pa.int64())}))
     item = repro_common.track_data(table, "events")
-    assert item["basis"] == "iceberg-manifest/1" and item["files"] == 1
+    assert item["basis"] == "iceberg-manifest/1" and item["files"] == 2
     assert item["snapshot_id"] == str(table.current_snapshot().snapshot_id)
+    assert check_table(item) is None
+    victim = sorted(f["file_path"] for f in table.inspect.files().to_pylist())[0]
+    s3.client().delete_object(Bucket="lake", Key=victim.removeprefix("s3://lake/"))
+    problem = check_table(item)
+    assert problem is not None and "is gone" in problem and victim in problem
+    rule = data_rule(Manifest(track="production", data=[item]), set())
+    assert not rule.passed and item["snapshot_id"] in rule.details[0]

@@ -73,7 +73,59 @@ def reopen_iceberg(item: dict[str, Any], *, use_cache: bool = True) -> dict[str,
             f"{uuid}, recorded {item.get('uuid')}): snapshot {item.get('snapshot_id')} is gone"
         )
     snapshot = _snapshot_id(table, item.get("snapshot_id"))
+    remote = [f for f in _files(table, snapshot) if local_path(f["path"]) is None]
+    if remote:
+        _require_remote_files(table, remote, f"{item.get('catalog')}.{item.get('table')}", snapshot)
     return _entry(table, name, item.get("source"), snapshot, use_cache=use_cache)
+
+
+def _require_remote_files(
+    table: Any, files: list[dict[str, Any]], shown: str, snapshot_id: int
+) -> None:
+    """Every remote data and delete file of the snapshot must still be in its store: a
+    manifest-basis fingerprint does not read them, so an expiry or orphan-file cleanup
+    would otherwise go unseen. The store is reached through the table's own FileIO (the
+    catalog's endpoint and credentials): with pyarrow's, one batched listing call per
+    bucket; with another FileIO, its exists() per file."""
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    io = table.io
+    try:
+        if isinstance(io, PyArrowFileIO):
+            missing = _missing_through_pyarrow(io, [f["path"] for f in files])
+        else:
+            missing = [f["path"] for f in files if not io.new_input(f["path"]).exists()]
+    except Exception as exc:
+        raise TableInputError(
+            f"cannot check the files of snapshot {snapshot_id} of Iceberg table {shown}: "
+            f"{_one_line(exc)}"
+        ) from None
+    if missing:
+        raise TableInputError(
+            f"Iceberg table {shown} @ {snapshot_id} cannot be read: its file "
+            f"{redact_uri(missing[0])} is gone"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+
+
+def _missing_through_pyarrow(io: Any, locations: list[str]) -> list[str]:
+    """The locations the pyarrow filesystems of `io` do not find, in the order given."""
+    import pyarrow.fs as pafs
+
+    by_store: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for location in locations:
+        scheme, netloc, path = io.parse_location(location, io.properties)
+        by_store.setdefault((scheme, netloc), []).append((location, path))
+    gone = set()
+    for (scheme, netloc), wanted in by_store.items():
+        store = io.fs_by_scheme(scheme, netloc)
+        infos = store.get_file_info([path for _location, path in wanted])
+        gone |= {
+            location
+            for (location, _path), info in zip(wanted, infos, strict=True)
+            if info.type == pafs.FileType.NotFound
+        }
+    return [location for location in locations if location in gone]
 
 
 def parse_iceberg(target: str) -> tuple[str, str, str | None]:
