@@ -373,3 +373,18 @@ def test_a_deletion_vector_file_gone_fails_the_check_naming_the_version(dv_table
     dv_file.unlink()
     problem = check_table(item)
     assert problem is not None and "version 1" in problem and "deletion vectors" in problem
+
+
+def test_typed_partition_values_give_the_same_fingerprint_warm_and_cold(tmp_path: Path) -> None:
+    """Date and float partitions: the remembered file list must frame them as the log did."""
+    import datetime
+
+    path = str(tmp_path / "events")
+    days = [datetime.date(2020, 1, 1), datetime.date(2020, 1, 2)]
+    write_deltalake(
+        path, pa.table({"a": [1, 2], "d": days, "x": [1.5, 2.5]}), partition_by=["d", "x"]
+    )
+    cold = repro_common.track_data(path, "events")
+    assert cold["fingerprint"] is not None and cold["files"] == 2
+    assert repro_common.track_data(path, "events") == cold
+    assert check_table(cold) is None

@@ -201,6 +201,9 @@ def _state(table: Any, cache_uri: str | None = None) -> dict[str, Any]:
         "actions": _add_actions(table),
         "deleted_rows": _deleted_rows(table),
     }
+    # In JSON's types (a date partition value as its text, as _framed writes it anyway), so
+    # the first fingerprint and one from the remembered state are made from the same values.
+    state = json.loads(json.dumps(state, default=str))
     _remember_state(cache_uri or state["table_uri"], state)
     return state
 
@@ -364,7 +367,7 @@ def _remember_state(uri: str, state: dict[str, Any]) -> None:
         partial = target.with_suffix(f".{os.getpid()}.tmp")
         partial.write_text(json.dumps(kept))
         os.replace(partial, target)
-    except OSError:
+    except (OSError, ValueError):
         pass
 
 
