@@ -229,7 +229,7 @@ def test_mlrepro_show_prints_the_table_and_version(events: Path, tmp_path: Path)
 
 def _opened(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
     """The versions delta-rs was asked to load (each one a log replay)."""
-    from repro_common import delta_tables
+    from repro_common.fingerprints import delta as delta_tables
 
     calls: list[int | None] = []
     real = delta_tables.open_delta

@@ -391,7 +391,7 @@ def _commit_digest(root: str, version: int) -> str | None:
 def _version_cache_file(root: str, version: int) -> Path:
     import blake3
 
-    from repro_common.fingerprint_cache import default_cache_dir
+    from repro_common.fingerprints.cache import default_cache_dir
 
     key = blake3.blake3(f"{root}\0{version}".encode()).hexdigest()[:40]
     return default_cache_dir() / "delta-versions" / f"{key}.json"
