@@ -74,7 +74,7 @@ def dataset_input(item: dict[str, Any]) -> Any:
             "size_bytes",
             "files",
             "partial",
-            *("version", "table_id", "snapshot_id", "uuid", "basis"),
+            *("version", "table_id", "snapshot_id", "uuid", "basis", "version_id", "commit"),
         )
         if k in item
     }

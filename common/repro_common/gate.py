@@ -395,6 +395,7 @@ def snapshot_stored(item: dict[str, Any], artifacts: set[str]) -> bool:
 
 
 def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
+    from repro_common.table_inputs import pinned_by_version, unversioned_reason
     from repro_common.tracks import plan_snapshot
 
     inputs = manifest.data
@@ -404,7 +405,7 @@ def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
     by_dvc = by_copy = by_table = 0
     for item in inputs:
         name = item.get("name")
-        if item.get("kind") in ("delta", "iceberg"):
+        if pinned_by_version(item):
             # A table version is retrievable where it lives: its files present, its log kept.
             problem = _table_problem(item)
             if problem is None:
@@ -439,7 +440,10 @@ def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
                     "repro/data/; upload cut short?)"
                 )
             else:
-                details.append(f"{name!r} has no DVC reference and no snapshot in repro/data/")
+                details.append(
+                    unversioned_reason(item)
+                    or f"{name!r} has no DVC reference and no snapshot in repro/data/"
+                )
     if details:
         reason = (
             details[0]

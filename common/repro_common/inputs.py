@@ -118,10 +118,11 @@ def track_data(
     version when DVC tracks them. A dataset that augments its items is registered
     without a fingerprint (kind `augmented`, with the reason) and a warning.
 
-    A Delta table (a `deltalake.DeltaTable`, a folder with `_delta_log/`, an `s3://` URI,
+    A Delta table (a `deltalake.DeltaTable`, a folder or `s3://` prefix with `_delta_log/`,
     `path@v12`) or an Iceberg table (`pyiceberg.table.Table`) is recorded as its resolved
-    version (`version=` pins one) with table id and fingerprint; one that cannot be read
-    is registered without a fingerprint, with the reason, and a capture error.
+    version (`version=` pins one) with table id and fingerprint; any other `s3://` object or
+    prefix by VersionId/ETag and content, a `lakefs://repo/ref/path` by commit. One that
+    cannot be read is registered without a fingerprint, with the reason, and a capture error.
     """
     item, result = describe_input(
         obj, name, source, max_items=max_items, use_cache=use_cache, version=version

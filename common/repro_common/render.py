@@ -116,9 +116,9 @@ def card_rows(
             notes.append(f"dvc md5 {item['dvc']['md5']}")
         if item.get("snapshot"):
             notes.append(f"snapshot {item['snapshot'].get('path')}")
-        if item.get("kind") in ("delta", "iceberg") and item.get("fingerprint"):
-            from repro_common.table_inputs import label
+        from repro_common.table_inputs import VERSIONED_KINDS, label
 
+        if item.get("kind") in VERSIONED_KINDS and item.get("fingerprint"):
             notes.append(label(item))
         suffix = f" [{'; '.join(notes)}]" if notes else ""
         value = item.get("fingerprint")

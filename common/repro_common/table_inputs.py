@@ -5,6 +5,11 @@ it (a fingerprint with a `basis` saying what it covers) and find it again. Each
 format lives in its own module (repro_common.fingerprints.delta, .iceberg);
 this one recognises a table input, dispatches to its module and holds the pieces
 both use. deltalake and pyiceberg are imported only when a table is actually used.
+
+Other versioned sources go through the same dispatch (describe / check for the gate /
+reopen for reproduce / change for diff): S3 objects and prefixes
+(repro_common.fingerprints.s3_objects: an `s3://` URI is a Delta table only when it holds
+`_delta_log/`) and lakeFS references (repro_common.fingerprints.lakefs_refs).
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ from typing import Any
 import blake3
 
 TABLE_KINDS = ("delta", "iceberg")
-EXTRAS = {"delta": ("deltalake", "mlrepro[delta]"), "iceberg": ("pyiceberg", "mlrepro[iceberg]")}
+# Every kind recorded by a version its store keeps (an S3 object only in a versioned bucket).
+VERSIONED_KINDS = (*TABLE_KINDS, "s3", "lakefs")
+EXTRAS = {
+    "delta": ("deltalake", "mlrepro[delta]"),
+    "iceberg": ("pyiceberg", "mlrepro[iceberg]"),
+    "s3": ("boto3", "mlrepro[s3]"),
+    "lakefs": ("lakefs", "mlrepro[lakefs]"),
+}
 # `path@v12`: a Delta version pinned in the string the user gives.
 _DELTA_PIN = re.compile(r"^(?P<uri>.+)@v(?P<version>\d+)$")
 ICEBERG_PREFIX = "iceberg:"
@@ -65,7 +77,8 @@ def local_path(uri: str) -> str | None:
 
 
 def table_kind(obj: Any) -> str | None:
-    """ "delta" or "iceberg" when `obj` names a table input, else None (cheap: one stat at most)."""
+    """ "delta", "iceberg", "s3" or "lakefs" when `obj` names such an input, else None (cheap:
+    one stat, or for an `s3://` URI one listing of its `_delta_log/`)."""
     module = type(obj).__module__
     if module.startswith("deltalake"):
         return "delta" if type(obj).__name__ == "DeltaTable" else None
@@ -78,7 +91,11 @@ def table_kind(obj: Any) -> str | None:
         return None
     if target.startswith(ICEBERG_PREFIX):
         return "iceberg"
+    if target.lower().startswith("lakefs://"):
+        return "lakefs"
     uri, pinned = split_delta_pin(target)
+    if is_remote(uri) and uri.split("://", 1)[0].lower() in ("s3", "s3a"):
+        return _s3_kind(uri, pinned)
     if is_remote(uri):
         return "delta"
     path = local_path(uri)
@@ -87,6 +104,27 @@ def table_kind(obj: Any) -> str | None:
     if pinned is not None and path is not None and not os.path.exists(target):
         return "delta"  # `folder@v3` of a folder that is not a table: say so, not "no such file"
     return None
+
+
+def _s3_kind(uri: str, pinned: int | None) -> str:
+    """An `s3://` URI: a path through lakeFS's S3 gateway, a Delta table (`@v12`, or a prefix
+    holding `_delta_log/`), or else an S3 object or prefix."""
+    from repro_common.fingerprints import lakefs_refs, s3_objects
+
+    if lakefs_refs.through_gateway(uri):
+        return "lakefs"
+    if pinned is not None:
+        return "delta"
+    holds = s3_objects.holds_delta_log(uri)
+    if holds is None:  # the store cannot be asked: without boto3, keep what delta-rs reads
+        return "delta" if not _importable("boto3") and _importable("deltalake") else "s3"
+    return "delta" if holds else "s3"
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return module in sys.modules or importlib.util.find_spec(module) is not None
 
 
 def describe_table(
@@ -107,11 +145,24 @@ def describe_table(
         from repro_common.fingerprints.iceberg import describe_iceberg
 
         return describe_iceberg(obj, name, source, version=version, use_cache=use_cache)
+    if kind == "s3":
+        from repro_common.fingerprints.s3_objects import describe_s3
+
+        return describe_s3(obj, name, source, version=version, use_cache=use_cache)
+    if kind == "lakefs":
+        from repro_common.fingerprints.lakefs_refs import describe_lakefs
+
+        return describe_lakefs(obj, name, source, version=version)
     raise TableInputError(f"{obj!r} is not a Delta or Iceberg table")
 
 
 def unreadable_table(name: str, kind: str, reason: str, source: str | None) -> dict[str, Any]:
-    """The entry for a table input we could not record: in the record with why, never hidden."""
+    """The entry for a table input we could not record: in the record with why, never hidden.
+    `source` is what the user gave: it loses user-info and credential parameters."""
+    if source:
+        from repro_common.redact import redact_url
+
+        source = redact_url(source, keep_user=False)
     return {
         "name": name,
         "kind": kind,
@@ -124,7 +175,17 @@ def unreadable_table(name: str, kind: str, reason: str, source: str | None) -> d
 
 def check_table(item: dict[str, Any], *, use_cache: bool = True) -> str | None:
     """None when the recorded version can still be read and gives the recorded fingerprint;
-    else one line naming the table and version and what is wrong."""
+    else one line naming the table and version and what is wrong. An S3 object or lakeFS
+    commit is checked where it lives, without reading its content (a version never changes)."""
+    if item.get("kind") == "s3":
+        from repro_common.fingerprints.s3_objects import check_s3
+
+        problem = check_s3(item)
+        return None if problem is None else f"{item.get('name')}: {problem}"
+    if item.get("kind") == "lakefs":
+        from repro_common.fingerprints.lakefs_refs import check_lakefs
+
+        return check_lakefs(item)
     try:
         fresh = reopen_table(item, use_cache=use_cache)
     except TableInputError as exc:
@@ -149,6 +210,14 @@ def reopen_table(item: dict[str, Any], *, use_cache: bool = True) -> dict[str, A
         from repro_common.fingerprints.iceberg import reopen_iceberg
 
         return reopen_iceberg(item, use_cache=use_cache)
+    if kind == "s3":
+        from repro_common.fingerprints.s3_objects import reopen_s3
+
+        return reopen_s3(item, use_cache=use_cache)
+    if kind == "lakefs":
+        from repro_common.fingerprints.lakefs_refs import reopen_lakefs
+
+        return reopen_lakefs(item)
     raise TableInputError(f"{name}: kind {kind!r} is not a table")
 
 
@@ -156,14 +225,30 @@ def label(item: dict[str, Any]) -> str:
     """`delta s3://bucket/events @ v12` / `iceberg local.db.events @ 4437…`."""
     if item.get("kind") == "delta":
         return f"delta {item.get('uri')} @ v{item.get('version')}"
+    if item.get("kind") == "s3":
+        from repro_common.fingerprints.s3_objects import s3_label
+
+        return s3_label(item)
+    if item.get("kind") == "lakefs":
+        from repro_common.fingerprints.lakefs_refs import lakefs_label
+
+        return lakefs_label(item)
     return f"iceberg {item.get('catalog')}.{item.get('table')} @ {item.get('snapshot_id')}"
 
 
 def change(a: dict[str, Any], b: dict[str, Any]) -> str | None:
     """How one table input moved between two records: "v12 → v15 (3 commits)"; None if it
     did not move or the two are not the same kind of table."""
-    if a.get("kind") != b.get("kind") or a.get("kind") not in TABLE_KINDS:
+    if a.get("kind") != b.get("kind") or a.get("kind") not in VERSIONED_KINDS:
         return None
+    if a.get("kind") == "s3":
+        from repro_common.fingerprints.s3_objects import s3_change
+
+        return s3_change(a, b)
+    if a.get("kind") == "lakefs":
+        from repro_common.fingerprints.lakefs_refs import lakefs_change
+
+        return lakefs_change(a, b)
     if a.get("kind") == "delta":
         va, vb = a.get("version"), b.get("version")
         if va == vb and a.get("table_id") == b.get("table_id"):
@@ -184,11 +269,42 @@ def change(a: dict[str, Any], b: dict[str, Any]) -> str | None:
     return text
 
 
+def pinned_by_version(item: dict[str, Any]) -> bool:
+    """Whether the input is retrievable by the version its store keeps (a table version, an
+    S3 object version, a lakeFS commit), so it needs no copy; an S3 object in a bucket without
+    versioning is not (see unversioned_reason)."""
+    if item.get("kind") == "s3":
+        return item.get("versioned") is not False
+    return item.get("kind") in VERSIONED_KINDS
+
+
+def unversioned_reason(item: dict[str, Any]) -> str | None:
+    """The gate's line for an input only a snapshot could make immutable (None: not such)."""
+    if item.get("kind") != "s3":
+        return None
+    from repro_common.fingerprints.s3_objects import unversioned_reason as reason
+
+    return reason(item)
+
+
+def recorded_version(item: dict[str, Any]) -> str | None:
+    """The version a rerun reads for this input: Delta version, Iceberg snapshot, S3 object
+    VersionId, lakeFS commit (None when there is no single one, e.g. an S3 prefix)."""
+    kind = item.get("kind")
+    if kind == "delta" and isinstance(item.get("version"), int):
+        return str(item["version"])
+    value = {"iceberg": "snapshot_id", "s3": "version_id", "lakefs": "commit"}.get(str(kind))
+    found = item.get(value) if value else None
+    return str(found) if isinstance(found, str) and found else None
+
+
 def data_version(name: str) -> str | None:
-    """The table version `mlrepro reproduce` pinned for input `name` (None outside a rerun).
+    """The version `mlrepro reproduce` pinned for input `name` (None outside a rerun).
 
     A script that opens its own table reads the recorded version with
-    `DeltaTable(uri, version=int(data_version("events")))`.
+    `DeltaTable(uri, version=int(data_version("events")))`; an S3 object with
+    `get_object(..., VersionId=data_version("train"))`; a lakeFS path at
+    `lakefs://repo/{data_version("train")}/path`.
     """
     return os.environ.get(version_variable(name))
 

@@ -138,8 +138,14 @@ def _files_under(path: Path) -> list[tuple[Path, str]]:
 def plan_snapshot(item: dict[str, Any], manifest: Manifest | None = None) -> SnapshotPlan:
     """Decide how `item` becomes retrievable: its DVC md5, or a copy under the size limit."""
     name = str(item.get("name"))
-    if item.get("kind") in ("delta", "iceberg"):
+    from repro_common.table_inputs import pinned_by_version
+
+    if pinned_by_version(item):
         return _table_plan(name, item)
+    if item.get("kind") == "s3":  # an unversioned bucket: only a copy makes it retrievable
+        from repro_common.fingerprints.s3_objects import snapshot_plan
+
+        return snapshot_plan(item)
     if item.get("partial"):
         return SnapshotPlan(name, item, "partial", f"{name!r} was only partly fingerprinted")
     dvc = item.get("dvc") or {}
@@ -188,6 +194,9 @@ def plan_snapshot(item: dict[str, Any], manifest: Manifest | None = None) -> Sna
 
 def local_mismatch(plan: SnapshotPlan) -> str | None:
     """Why the data at the recorded path no longer matches its fingerprint (None when it does)."""
+    fetch = getattr(plan, "fetch", None)  # remote data (S3) is downloaded first
+    if fetch is not None and (problem := fetch()) is not None:
+        return str(problem)
     if plan.path is None:
         return None
     if not plan.path.exists():

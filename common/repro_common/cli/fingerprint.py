@@ -191,9 +191,16 @@ def fingerprint_command(
 
 
 def _tables(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
-    """Delta and Iceberg tables (`path@v12`, `s3://...`, `iceberg:cat.ns.table`) among PATHS."""
+    """Versioned inputs among PATHS: Delta and Iceberg tables (`path@v12`,
+    `iceberg:cat.ns.table`), S3 objects and prefixes (`s3://...`), lakeFS paths."""
     from repro_common.fingerprints import fingerprint_details
-    from repro_common.table_inputs import TableInputError, describe_table, label, table_kind
+    from repro_common.table_inputs import (
+        VERSIONED_KINDS,
+        TableInputError,
+        describe_table,
+        label,
+        table_kind,
+    )
 
     records = []
     for path in paths:
@@ -215,11 +222,11 @@ def _tables(paths: tuple[str, ...], as_json: bool, no_cache: bool) -> None:
         click.echo(json.dumps(records, indent=2))
         return
     for record in records:
-        if record["kind"] in ("delta", "iceberg"):
-            size = _bytes(record["size_bytes"] or 0)
-            click.echo(
-                f"{record['fingerprint']}  {label(record)}  ({record['files']} files, {size})"
-            )
+        if record["kind"] in VERSIONED_KINDS:
+            extent = ""  # a lakeFS reference is recorded without reading its content
+            if "size_bytes" in record:
+                extent = f"  ({record['files']} files, {_bytes(record['size_bytes'] or 0)})"
+            click.echo(f"{record['fingerprint']}  {label(record)}{extent}")
             click.echo(f"  basis {record['basis']}: {record['basis_detail']}")
         else:
             click.echo(_human(record, False))

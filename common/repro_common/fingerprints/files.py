@@ -32,6 +32,7 @@ from repro_common.fingerprints.cache import (
     unpack_stat_keys,
 )
 from repro_common.fingerprints.framing import (
+    PREFIX,
     Context,
     Node,
     ProgressFn,
@@ -252,6 +253,18 @@ def unpack_entries(packed: bytes) -> Iterator[tuple[bytes, int, bytes]]:
         start = offset + _LEN_SIZE.size
         offset = start + length + _DIGEST_SIZE
         yield packed[start : start + length], size, packed[start + length : offset]
+
+
+def folder_fingerprint(entries: Sequence[tuple[bytes, int, bytes]]) -> str:
+    """A folder's fingerprint from (relative POSIX path, size, blake3 digest) per file, for
+    sources that list their own files (an S3 prefix): the same as fingerprinting a copy on disk."""
+    ordered = sorted(entries, key=operator.itemgetter(0))
+    hasher = new_hasher()
+    hasher.update(kind_tag("mlrepro.dir/1"))
+    hasher.update(u64(len(ordered)))
+    for relative, size, digest in ordered:
+        hasher.update(_pack_entry(relative, size, digest))
+    return PREFIX + hasher.hexdigest()
 
 
 def _directory_node(root: bytes, root_st: os.stat_result, ctx: Context) -> Node:
