@@ -154,9 +154,14 @@ def fingerprint_command(
     unchanged files come from a stat-keyed cache ($MLREPRO_CACHE_DIR). DVC-tracked
     paths also show their DVC md5.
 
+    S3 objects and prefixes (`s3://bucket/key`, `s3://bucket/prefix/`) are read with
+    the AWS variables (`AWS_ENDPOINT_URL` for other stores) and shown with their
+    VersionId; `lakefs://repo/ref/path` is pinned to its commit.
+
     \b
     Examples:
       mlrepro fingerprint data/train.csv
+      mlrepro fingerprint s3://bucket/datasets/train/
       mlrepro fingerprint data/ --json
       mlrepro fingerprint images/ --no-cache --files
     """
