@@ -142,7 +142,9 @@ def test_credentials_in_the_uri_never_reach_the_record() -> None:
     repro_common.track_data(uri, "pinned")
     with pytest.warns(RuntimeWarning):
         repro_common.track_data(uri.replace(COMMIT, "main"), "branch")
-    record = repro_common.capture().to_json()
+    manifest = repro_common.capture()
+    manifest.validate()
+    record = manifest.to_json()
     for canary in ("AKIALAKECANARY", "lake-secret-canary", "tok-canary"):
         assert canary not in record, canary
 

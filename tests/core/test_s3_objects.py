@@ -163,6 +163,7 @@ def test_a_prefix_is_fingerprinted_like_the_same_folder_on_disk(
     assert all(o["version_id"] and o["etag"] for o in item["objects"])
     # Named without its trailing slash, a prefix is still a prefix.
     assert repro_common.track_data(f"s3://kept/{base.rstrip('/')}", "images") == item
+    repro_common.capture().validate()
 
     s3.put_object(Bucket="kept", Key=base + "sub/b.csv", Body=b"22\n")
     s3.put_object(Bucket="kept", Key=base + "new.csv", Body=b"3\n")
@@ -393,7 +394,9 @@ def test_credentials_never_reach_the_record(s3: Any, monkeypatch: pytest.MonkeyP
     with pytest.warns(RuntimeWarning, match="no such object"):
         missing = repro_common.track_data(uri.replace("train.csv", "nope.csv"), "missing")
     assert missing["fingerprint"] is None
-    record = repro_common.capture().to_json()
+    manifest = repro_common.capture()
+    manifest.validate()  # the schema knows the S3 fields
+    record = manifest.to_json()
     for canary in (
         "AKIACANARYKEYID00000",
         "canary-secret-in-env",

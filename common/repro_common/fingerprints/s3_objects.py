@@ -23,6 +23,7 @@ import os
 import struct
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ SCHEMES = ("s3", "s3a")
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
 # Bytes read and hashed at a time: the only buffer an object of any size needs.
 CHUNK = 4 << 20
+# Objects of a prefix read at once (each holds at most one CHUNK).
+PREFIX_WORKERS = 8
 BASIS = "s3-content/1"
 BASIS_TEXT = (
     "content of every object (blake3, streamed): an object like a file, a prefix like a "
@@ -403,10 +406,16 @@ def _prefix_entry(
     if not objects:
         raise TableInputError(f"{loc.uri}: no such object, and no objects under that prefix")
     start = len(loc.key)
-    entries = [
-        (o.key[start:].encode(), o.size, object_digest(client, loc.bucket, o, use_cache=use_cache))
-        for o in objects
-    ]
+
+    def digest(o: S3Object) -> bytes:
+        return object_digest(client, loc.bucket, o, use_cache=use_cache)
+
+    if len(objects) == 1:
+        digests = [digest(objects[0])]
+    else:  # many small objects: latency, not bandwidth, is the cost (boto3 clients are thread-safe)
+        with ThreadPoolExecutor(max_workers=min(PREFIX_WORKERS, len(objects))) as pool:
+            digests = list(pool.map(digest, objects))
+    entries = [(o.key[start:].encode(), o.size, d) for o, d in zip(objects, digests, strict=True)]
     return {
         "name": name,
         "kind": "s3",
