@@ -99,6 +99,10 @@ def describe_input(
         "partial": result.partial,
         "dvc": dvc,
     }
+    if result.kind.startswith("hf_dataset"):  # rows, Hub repo and commit, basis
+        from repro_common.fingerprints import hf_datasets
+
+        item.update(hf_datasets.describe(obj))
     return item, result
 
 

@@ -17,6 +17,7 @@ cache <- files; all of them <- this front door):
 - `files`: a file's content; a folder as a Merkle digest over its sorted files.
 - `cache`: per-file and per-folder digests keyed by stat, so a warm run costs stat calls.
 - `delta`, `iceberg`: one version of a Delta or Iceberg table (see repro_common.table_inputs).
+- `hf_datasets`: a Hugging Face Dataset or DatasetDict, from its Arrow buffers.
 """
 
 from __future__ import annotations

@@ -57,6 +57,12 @@ def object_node(obj: Any, ctx: Context) -> tuple[str, Node] | None:
     np = sys.modules.get("numpy")
     if np is not None and isinstance(obj, (np.ndarray, np.generic)):
         return "ndarray", ndarray_node(np.asarray(obj), np)
+    if "datasets" in sys.modules:  # Hugging Face datasets: from the Arrow buffers
+        from repro_common.fingerprints import hf_datasets
+
+        if hf_datasets.kind_of(obj) is not None:
+            kind, digest, size = hf_datasets.fingerprint_digest(obj)
+            return kind, Node(digest, size=size)
     torch = sys.modules.get("torch")
     if torch is not None:
         found = _torch_node(obj, torch, ctx)

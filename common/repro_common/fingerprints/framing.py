@@ -24,7 +24,8 @@ PREFIX = "blake3:"
 SUPPORTED_KINDS = (
     "bytes/bytearray/memoryview, a file or directory path (str or os.PathLike), "
     "numpy arrays (not object dtype), torch tensors (dense), pandas DataFrame/Series/Index, "
-    "torch TensorDataset/Subset/ConcatDataset/DataLoader, map-style datasets "
+    "torch TensorDataset/Subset/ConcatDataset/DataLoader, Hugging Face Dataset/DatasetDict, "
+    "map-style datasets "
     "(__len__ and __getitem__), or any object with a __fingerprint__() method"
 )
 
