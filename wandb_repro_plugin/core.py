@@ -73,7 +73,7 @@ def artifact_name(manifest: Manifest) -> str:
 def config_summary(manifest: Manifest) -> dict[str, Any]:
     """The few fields people filter and group runs by in the W&B UI."""
     env, code = manifest.environment, manifest.code
-    return {
+    summary = {
         "manifest_digest": manifest.digest,
         "env_digest": env.get("digest"),
         "python": (env.get("python") or {}).get("version"),
@@ -89,6 +89,9 @@ def config_summary(manifest: Manifest) -> dict[str, Any]:
         },
         "artifact": artifact_name(manifest),
     }
+    if isinstance(manifest.seeds.get("trainer"), dict):  # a Hugging Face Trainer's own seeds
+        summary["trainer"] = manifest.seeds["trainer"]
+    return summary
 
 
 def attach(

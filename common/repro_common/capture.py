@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -121,6 +122,12 @@ def capture(track: str | None = None, inputs: list[dict[str, Any]] | None = None
     guarded("seeds.environment", lambda: seeds.seed_from_environment(errors), None, errors)
     no_inputs: list[dict[str, Any]] = []
     seed_record = guarded("seeds", lambda: seeds.collect_seeds(errors), no_seeds, errors)
+    if "transformers.trainer" in sys.modules:  # a HF Trainer on the stack: its seeds and datasets
+        from repro_common import hf_trainer
+
+        inputs = guarded(
+            "trainer", lambda: hf_trainer.annotate(seed_record, inputs, errors), inputs, errors
+        )
     inputs = guarded(
         "data", lambda: registered_inputs.collect_data(errors, inputs), no_inputs, errors
     )

@@ -247,6 +247,7 @@ def _seeds(seeds: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
             "derived": seeds.get("derived") or {},
             "determinism": seeds.get("determinism") or {},
             "hash_randomization": seeds.get("hash_randomization") or {},
+            "trainer": seeds.get("trainer") or {},  # a Hugging Face Trainer's seeds
             "env": {k: v for k, v in variables.items() if k in SEED_VARIABLES},
         }
     )
@@ -280,7 +281,9 @@ def _seed_changes(a: Manifest, b: Manifest) -> tuple[list[Change], str | None]:
     )
     known_a, known_b = seeds_known(a.seeds), seeds_known(b.seeds)
     if known_a and known_b:
-        return changes, None
+        from repro_common.hf_trainer import unseeded_models
+
+        return changes, unseeded_models(a.seeds, b.seeds)
     rng_a, rng_b = _rng_digests(a.seeds), _rng_digests(b.seeds)
     shared = set(rng_a) & set(rng_b)
     changes += _compare({k: rng_a[k] for k in shared}, {k: rng_b[k] for k in shared})

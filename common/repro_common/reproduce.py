@@ -276,6 +276,9 @@ def materialise(
     ws.script.write_text(script)
     ws.script.chmod(0o755)
     ws.warnings += _argv_warnings(code)
+    from repro_common.hf_trainer import record_warnings
+
+    ws.warnings += record_warnings(manifest.seeds)
     return ws
 
 

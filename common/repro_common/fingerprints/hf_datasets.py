@@ -46,7 +46,7 @@ _HUB_URLS = (
 
 
 def kind_of(obj: Any) -> str | None:
-    """"hf_dataset", "hf_dataset_dict" or "hf_iterable_dataset" for a `datasets` object, else None."""
+    """ "hf_dataset", "hf_dataset_dict" or "hf_iterable_dataset" for a `datasets` object, else None."""
     module = sys.modules.get("datasets")
     if module is None:
         return None
@@ -253,7 +253,10 @@ def _feed(streams: _Streams, path: tuple[str, ...], arr: Any) -> None:
     ):
         wide = pa.types.is_large_binary(kind) or pa.types.is_large_string(kind)
         offsets = np.frombuffer(
-            arr.buffers()[1], dtype="<i8" if wide else "<i4", count=len(arr) + 1, offset=arr.offset * (8 if wide else 4)
+            arr.buffers()[1],
+            dtype="<i8" if wide else "<i4",
+            count=len(arr) + 1,
+            offset=arr.offset * (8 if wide else 4),
         )
         streams.feed(path + ("#lengths",), np.diff(offsets).astype("<i8"))
         data = arr.buffers()[2]
@@ -264,7 +267,9 @@ def _feed(streams: _Streams, path: tuple[str, ...], arr: Any) -> None:
     if width and width % 8 == 0 and len(arr.buffers()) == 2:
         size = width // 8
         start = arr.offset * size
-        streams.feed(path + ("#values",), memoryview(arr.buffers()[1])[start : start + len(arr) * size])
+        streams.feed(
+            path + ("#values",), memoryview(arr.buffers()[1])[start : start + len(arr) * size]
+        )
         return
     raise TypeError(f"cannot fingerprint the Arrow type {kind} of column {'/'.join(path)}")
 
@@ -293,9 +298,7 @@ def _logical_type(kind: Any) -> Any:
     if pa.types.is_fixed_size_list(kind):
         return pa.list_(_logical_type(kind.value_type), kind.list_size)
     if pa.types.is_struct(kind):
-        return pa.struct(
-            [pa.field(f.name, _logical_type(f.type), f.nullable) for f in kind]
-        )
+        return pa.struct([pa.field(f.name, _logical_type(f.type), f.nullable) for f in kind])
     return kind
 
 
