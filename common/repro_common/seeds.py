@@ -139,6 +139,11 @@ def seed_from_environment(errors: list[dict[str, Any]]) -> None:
     except ValueError as exc:
         errors.append({"collector": "seeds.environment", "error": f"{exc}: nothing seeded"})
         return
+    if value == guarded("seeds.torch", _torch_initial_seed, None, errors):
+        # The code seeded itself with this very seed (a HF Trainer's set_seed(args.seed)),
+        # and this first capture may come mid-run (inside Trainer.train): seeding again
+        # here would restart the streams the original run went on drawing from.
+        return
     seed_everything(value)
     with _lock:
         _state["source"] = "environment"
