@@ -45,6 +45,7 @@ class ReproCallback:
         self.track = check_track(track)
         self.data = dict(data or {})
         self._recorded_run: Any = None
+        self._posted = False
         prefetch()  # environment and code are read while the model is built; ranks post seeds
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -64,6 +65,9 @@ class ReproCallback:
     def _try(self, state: Any, event: str, last: bool = False) -> None:
         try:
             if not getattr(state, "is_world_process_zero", True):
+                if not self._posted:  # the Trainer has seeded this rank by now
+                    self._posted = True
+                    post_rank_seed()
                 return
             run = active_run()
             if run is None and not last:
@@ -91,6 +95,14 @@ def rank_seeds() -> dict[str, Any] | None:
     if int(ranks.get("world_size") or 1) <= 1:
         return None
     return seeds.await_rank_seeds(ranks, RANK_WAIT_S)
+
+
+def post_rank_seed() -> None:
+    """On a rank that is not the main one: put its seed where rank zero reads it (a store
+    write, no collective: nothing waits on it)."""
+    from repro_common import seeds
+
+    seeds.collect_seeds([])
 
 
 @functools.cache
