@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from repro_common import capture, fingerprint, track_data
-from repro_common.data import describe_input
+from repro_common.inputs import describe_input
 
 datasets = pytest.importorskip("datasets")
 pa = pytest.importorskip("pyarrow")
