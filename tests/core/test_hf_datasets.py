@@ -169,3 +169,21 @@ def test_a_streaming_dataset_is_refused_with_the_reason():
     stream = datasets.Dataset.from_dict(rows()).to_iterable_dataset()
     with pytest.raises(TypeError, match="streaming"):
         fingerprint(stream)
+
+
+def test_the_encoding_is_pinned_so_recorded_fingerprints_stay_valid():
+    """hf_dataset/1: a change to the encoding changes what users recorded; bump the tag then."""
+    dataset = datasets.Dataset.from_dict(
+        {
+            "id": [1, 2, None],
+            "text": ["a", "bc", None],
+            "tokens": [[1], [2, 3], None],
+            "meta": [{"a": 1}, {"a": 2}, {"a": 3}],
+        }
+    )
+    assert fingerprint(dataset) == (
+        "blake3:74110d6f28666da2fdec988cb0e8ed6c803a1724cd59e8d4f3aca8249b7535ce"
+    )
+    assert fingerprint(datasets.DatasetDict(train=dataset)) == (
+        "blake3:f5dd71db8f4722736dc9949c1f648b44f622c4113618472e134730e49f78045c"
+    )
