@@ -89,6 +89,14 @@ def trainer_inputs(
     for name, dataset in datasets(trainer).items():
         if name in taken:
             continue
+        if not cheap(dataset):
+            reason = (
+                f"{type(dataset).__name__} is not fingerprinted automatically (reading every item "
+                f"at train start could take long); call repro_common.track_data(<files or "
+                f"arrays>, {name!r})"
+            )
+            entries.append(unfingerprinted_input(name, SKIPPED, reason))
+            continue
         try:
             item, _ = describe_input(dataset, name)
         except TypeError as exc:
@@ -98,6 +106,28 @@ def trainer_inputs(
             continue
         entries.append(item)
     return entries
+
+
+def cheap(dataset: Any) -> bool:
+    """Data already in memory, fingerprinted at memory speed without reading items: Arrow
+    tables, tensors, or a dataset's own `__fingerprint__()`. Anything else (a custom
+    Dataset that tokenises in `__getitem__`, a streaming set) is left to track_data()."""
+    from repro_common.fingerprints import hf_datasets
+
+    if hf_datasets.kind_of(dataset) in ("hf_dataset", "hf_dataset_dict"):
+        return True
+    if callable(getattr(type(dataset), "__fingerprint__", None)):
+        return True
+    data = getattr(sys.modules.get("torch.utils"), "data", None)
+    if data is None:
+        return False
+    if isinstance(dataset, data.TensorDataset):
+        return True
+    if isinstance(dataset, data.Subset):
+        return cheap(dataset.dataset)
+    if isinstance(dataset, data.ConcatDataset):
+        return all(cheap(part) for part in dataset.datasets)
+    return False
 
 
 def record_warnings(seeds: dict[str, Any]) -> list[str]:
