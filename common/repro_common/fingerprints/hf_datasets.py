@@ -35,6 +35,7 @@ from repro_common.fingerprints.framing import update_framed as _frame
 
 TAG = "mlrepro.hf_dataset/1"
 DICT_TAG = "mlrepro.hf_dataset_dict/1"
+TAG_BYTES = {TAG: TAG.encode(), DICT_TAG: DICT_TAG.encode()}
 # Rows gathered at a time through an indices mapping: bounded memory whatever the size.
 TAKE_ROWS = 1 << 16
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -81,9 +82,6 @@ def fingerprint_digest(obj: Any) -> tuple[str, bytes, int]:
             "the training goes; load it with streaming=False, or track the files it reads"
         )
     raise TypeError(f"{type(obj).__qualname__} is not a datasets.Dataset or DatasetDict")
-
-
-TAG_BYTES = {TAG: TAG.encode(), DICT_TAG: DICT_TAG.encode()}
 
 
 def dataset_digest(dataset: Any) -> tuple[bytes, int]:
