@@ -61,9 +61,14 @@ def describe_input(
             item = table_inputs.describe_table(
                 obj, name, source, version=version, use_cache=use_cache
             )
-        except table_inputs.TableInputError as exc:
+        except Exception as exc:  # a reader's own bug must not stop the user's training either
+            from repro_common.redact import redact_text
+
+            reason = str(exc)
+            if not isinstance(exc, table_inputs.TableInputError):
+                reason = f"could not be read: {type(exc).__name__}: {exc}"
             shown = source or (os.fspath(obj) if isinstance(obj, (str, os.PathLike)) else None)
-            item = table_inputs.unreadable_table(name, table or "table", str(exc), shown)
+            item = table_inputs.unreadable_table(name, table or "table", redact_text(reason), shown)
         return item, None
     if isinstance(obj, (str, os.PathLike)) and source is None:
         source = os.path.abspath(os.fspath(obj))

@@ -111,6 +111,25 @@ def test_a_version_that_does_not_exist_is_one_line_and_a_capture_error(events: P
     assert errors == [{"collector": "data.events", "error": item["reason"]}]
 
 
+def test_a_reader_that_crashes_is_a_capture_error_not_a_crash_of_the_users_call(
+    events: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Injected fault: delta-rs (or our reader) raising something unexpected, with a
+    credential in its message, must not stop the user's training."""
+    from repro_common.fingerprints import delta
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("log replay exploded at https://u:canary-9f3e@store.invalid/t")
+
+    monkeypatch.setattr(delta, "describe_delta", crash)
+    with pytest.warns(RuntimeWarning, match="RuntimeError: log replay exploded"):
+        item = repro_common.track_data(str(events), "events")
+    assert item["fingerprint"] is None and "canary-9f3e" not in json.dumps(item)
+    errors: list[dict] = []
+    inputs.collect_data(errors)
+    assert errors and errors[0]["collector"] == "data.events"
+
+
 def test_a_folder_that_is_not_a_table(tmp_path: Path) -> None:
     with pytest.warns(RuntimeWarning, match="is not a Delta table"):
         item = repro_common.track_data(f"{tmp_path}@v0", "events")
