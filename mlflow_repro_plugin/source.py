@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from repro_common.redact import strip_userinfo
 from repro_common.runs import (
     DIGEST_TAG,
+    ArtifactLayout,
     NewRunSearch,
     RerunSetup,
     RunNotFound,
@@ -306,6 +307,21 @@ class MlflowSource:
     build_ignores: tuple[str, ...] = ()
     dockerfile_hints = (
         f"# (add -e {TRACKING_URI}=<server> to log the new run where the original is)",
+    )
+    # An MLflow model folder (one holding an MLmodel): the MLmodel holds the run id, creation
+    # time and model uuid; the spec files describe its environment or an input sample, and are
+    # equal whenever the record's environment is.
+    artifacts = ArtifactLayout(
+        volatile={"MLmodel": "holds the run id, creation time and model uuid"},
+        model_marker="MLmodel",
+        model_spec_files=(
+            "conda.yaml",
+            "python_env.yaml",
+            "requirements.txt",
+            "input_example.json",
+            "serving_input_example.json",
+            "registered_model_meta",
+        ),
     )
 
     def load_run(self, ref: str, tracking_uri: str | None = None) -> RunRecord | None:

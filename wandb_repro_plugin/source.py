@@ -20,7 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from repro_common.runs import NewRunSearch, RerunSetup, RunNotFound, RunRecord, parse_manifest
+from repro_common.runs import (
+    ArtifactLayout,
+    NewRunSearch,
+    RerunSetup,
+    RunNotFound,
+    RunRecord,
+    parse_manifest,
+)
 
 RUN_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[A-Za-z0-9]+)$")
 PROMOTION_TAGS = "repro/tags.json"
@@ -311,6 +318,15 @@ class WandbSource:
     dropped_variables: tuple[str, ...] = ()
     build_ignores = (f"{RUN_FOLDERS}/",)
     dockerfile_hints: tuple[str, ...] = ()
+    artifacts = ArtifactLayout(
+        volatile={
+            "wandb-metadata.json": "W&B's host and start-time record",
+            "wandb-summary.json": "W&B's summary (the metrics, with wall-clock times)",
+            "config.yaml": "W&B's config copy (with its own timestamps)",
+        },
+        not_outcomes=("code/",),  # W&B's copy of the code
+        input_copies=("requirements.txt", "conda-environment.yaml", "diff.patch"),
+    )
 
     def load_run(self, ref: str, tracking_uri: str | None = None) -> RunRecord | None:
         return load_run(ref, tracking_uri)

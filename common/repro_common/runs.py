@@ -165,6 +165,17 @@ def _load_manifest_file(ref: str) -> RunRecord | None:
     )
 
 
+@dataclass(frozen=True)
+class ArtifactLayout:
+    """What a tracker puts among a run's artifacts besides the user's outcomes."""
+
+    volatile: dict[str, str] = field(default_factory=dict)  # file name -> why it changes every run
+    not_outcomes: tuple[str, ...] = ()  # folders (`code/`) that hold no outcome
+    input_copies: tuple[str, ...] = ()  # top-level files of its own runs that copy an input
+    model_marker: str | None = None  # the file that makes a folder a saved model
+    model_spec_files: tuple[str, ...] = ()  # files of such a folder that describe, not produce
+
+
 @dataclass
 class RerunSetup:
     """What one tracker sets for a rerun so that the new run is logged where it should be."""
@@ -196,6 +207,7 @@ class RunSource(Protocol):
     dropped_variables: tuple[str, ...]  # inherited variables the rerun must not see
     build_ignores: tuple[str, ...]  # what its rerun writes into the folder (.dockerignore)
     dockerfile_hints: tuple[str, ...]  # comment lines for the Dockerfile
+    artifacts: ArtifactLayout  # which of its runs' files are outcomes
 
     def load_run(self, ref: str, tracking_uri: str | None = None) -> RunRecord | None: ...
 
@@ -220,6 +232,7 @@ class LoaderOnlySource:
     dropped_variables: tuple[str, ...] = ()
     build_ignores: tuple[str, ...] = ()
     dockerfile_hints: tuple[str, ...] = ()
+    artifacts: ArtifactLayout = field(default_factory=ArtifactLayout)
 
     def load_run(self, ref: str, tracking_uri: str | None = None) -> RunRecord | None:
         return self.loader(ref, tracking_uri)
