@@ -37,13 +37,14 @@ def check_inputs(ws: Workspace, step: Step | None = None) -> list[Check]:
     """
     say = step or (lambda _msg: None)
     from repro_common.fingerprints import fingerprint
+    from repro_common.table_inputs import VERSIONED_KINDS
     from repro_common.tracks import input_path
 
     checks = []
     for item in ws.manifest.data or []:
         name, recorded = str(item.get("name")), str(item.get("fingerprint") or "")
-        if item.get("kind") in ("delta", "iceberg"):
-            say(f"checking table input {name}")
+        if item.get("kind") in VERSIONED_KINDS:
+            say(f"checking versioned input {name}")
             checks.append(table_input_check(item))
             continue
         if str(item.get("kind") or "") not in PATH_KINDS:
@@ -97,7 +98,8 @@ def check_inputs(ws: Workspace, step: Step | None = None) -> list[Check]:
 
 
 def table_input_check(item: dict[str, Any]) -> Check:
-    """A Delta/Iceberg input: its recorded version must still give the recorded fingerprint."""
+    """A versioned input (Delta, Iceberg, S3, lakeFS): its recorded version must still give
+    the recorded fingerprint."""
     from repro_common.table_inputs import TableInputError, label, reopen_table
 
     name, recorded = str(item.get("name")), str(item.get("fingerprint") or "")
@@ -113,14 +115,13 @@ def table_input_check(item: dict[str, Any]) -> Check:
 def table_version_variables(manifest: Manifest) -> dict[str, str]:
     """`MLREPRO_DATA_<NAME>_VERSION` per table input: the rerun reads the recorded version
     (`repro_common.data_version(name)`)."""
-    from repro_common.table_inputs import version_variable
+    from repro_common.table_inputs import recorded_version, version_variable
 
     found = {}
     for item in manifest.data or []:
-        if item.get("kind") == "delta" and isinstance(item.get("version"), int):
-            found[version_variable(str(item.get("name")))] = str(item["version"])
-        elif item.get("kind") == "iceberg" and item.get("snapshot_id"):
-            found[version_variable(str(item.get("name")))] = str(item["snapshot_id"])
+        version = recorded_version(item)
+        if version is not None:
+            found[version_variable(str(item.get("name")))] = version
     return found
 
 
