@@ -1,4 +1,5 @@
-"""Read an MLflow run (run id or `runs:/<id>`) as a RunRecord: tags, params, metrics, repro/ files.
+"""MLflow as a run source: read a run (run id or `runs:/<id>`) as a RunRecord, and set up and
+find a reproduction's new run (`SOURCE`, registered under `mlrepro.run_sources`).
 
 The CLI and CI call this with a user-typed tracking URI, so a wrong URI must fail
 in seconds with one line: HTTP retries and timeouts are bounded while we talk to
@@ -20,6 +21,9 @@ from urllib.parse import urlsplit
 from repro_common.redact import strip_userinfo
 from repro_common.runs import (
     DIGEST_TAG,
+    ArtifactLayout,
+    NewRunSearch,
+    RerunSetup,
     RunNotFound,
     RunRecord,
     capture_errors_note,
@@ -215,3 +219,146 @@ def record_of(ref: str, run: Any, backend: Any, location: str) -> RunRecord:
         metrics=dict(run.data.metrics),
         backend=backend,
     )
+
+
+# ------------------------------------------------------------------ reproduction
+
+
+def _absolute_uri(uri: str) -> str:
+    """Make a relative SQLite or file store absolute: the reproduction runs in another folder."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        rel = uri[len("sqlite:///") :]
+        if rel and not rel.startswith(":memory:"):
+            return "sqlite:///" + str(Path(rel).resolve())
+    if "://" not in uri and uri and not uri.startswith("databricks"):
+        return str(Path(uri).resolve())
+    if uri.startswith("file:") and not uri.startswith("file:///"):
+        return Path(uri[len("file:") :].lstrip("/")).resolve().as_uri()
+    return uri
+
+
+def tracking_uri_for_rerun(tracking_uri: str | None) -> str:
+    """The store the original MLflow run was read from (MLflow's default when none was given)."""
+    if tracking_uri:
+        return _absolute_uri(tracking_uri)
+    import mlflow  # only reached for MLflow runs, so MLflow is installed
+
+    return _absolute_uri(mlflow.get_tracking_uri())
+
+
+def _experiment_of(uri: str, run_id: str) -> str | None:
+    try:
+        from mlflow.tracking import MlflowClient
+
+        return str(MlflowClient(uri).get_run(run_id).info.experiment_id)
+    except Exception:  # the run was readable moments ago; an experiment is only a nicety
+        return None
+
+
+def find_reproducing_run(
+    uri: str, original: str, started_at: float, params: dict[str, str]
+) -> str | None:
+    """Runs of this store tagged as reproducing `original`, started since; the one whose params match."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    quoted = original.replace("'", "\\'")
+    runs = client.search_runs(
+        experiments,
+        filter_string=f"tags.`repro.reproduces` = '{quoted}' "
+        f"AND attributes.start_time >= {int(started_at * 1000) - 1000}",
+        run_view_type=ViewType.ALL,
+        order_by=["attributes.start_time DESC"],
+        max_results=50,
+    )
+    for run in runs:
+        if params and dict(run.data.params) == dict(params):
+            return str(run.info.run_id)
+    return str(runs[0].info.run_id) if runs else None
+
+
+# Run by hand, a relative store inherited from the caller's shell is made absolute against
+# the caller's folder before the script changes into code/ (else a new store appears there).
+ABSOLUTE_STORE = """\
+case "${MLFLOW_TRACKING_URI:-}" in
+  sqlite:////* | sqlite:///:memory:*) ;;
+  sqlite:///*) MLFLOW_TRACKING_URI="sqlite:///$CALLER_DIR/${MLFLOW_TRACKING_URI#sqlite:///}" ;;
+  file:///* | file://*/*) ;;
+  file:*) MLFLOW_TRACKING_URI="file://$CALLER_DIR/${MLFLOW_TRACKING_URI#file:}" ;;
+  "" | /* | *://* | databricks*) ;;
+  *) MLFLOW_TRACKING_URI="$CALLER_DIR/$MLFLOW_TRACKING_URI" ;;
+esac"""
+TRACKING_URI = "MLFLOW_TRACKING_URI"
+
+
+class MlflowSource:
+    """MLflow runs: read by run id; a rerun logs to the original's store and experiment."""
+
+    name = "mlflow"
+    priority = 20  # a run id is a pattern; a folder of that name is read as a folder first
+    rerun_priority = 10  # a run in the store the user named beats a run folder found on disk
+    script_lines = (
+        ABSOLUTE_STORE,
+        f'if [ -n "${{{TRACKING_URI}:-}}" ]; then export {TRACKING_URI}; fi',
+    )
+    dropped_variables = ("MLFLOW_RUN_ID",)  # else the rerun would resume the caller's run
+    build_ignores: tuple[str, ...] = ()
+    dockerfile_hints = (
+        f"# (add -e {TRACKING_URI}=<server> to log the new run where the original is)",
+    )
+    # An MLflow model folder (one holding an MLmodel): the MLmodel holds the run id, creation
+    # time and model uuid; the spec files describe its environment or an input sample, and are
+    # equal whenever the record's environment is.
+    artifacts = ArtifactLayout(
+        volatile={"MLmodel": "holds the run id, creation time and model uuid"},
+        model_marker="MLmodel",
+        model_spec_files=(
+            "conda.yaml",
+            "python_env.yaml",
+            "requirements.txt",
+            "input_example.json",
+            "serving_input_example.json",
+            "registered_model_meta",
+        ),
+    )
+
+    def load_run(self, ref: str, tracking_uri: str | None = None) -> RunRecord | None:
+        return load_run(ref, tracking_uri)
+
+    def rerun_setup(
+        self, original: RunRecord, tracking_uri: str | None, folder: Path
+    ) -> RerunSetup:
+        """The original's store and experiment for an MLflow run; the store the user named
+        for a manifest file; nothing for another tracker's run."""
+        if not (original.kind == self.name or (original.kind == "manifest" and tracking_uri)):
+            return RerunSetup()
+        uri = tracking_uri_for_rerun(tracking_uri)
+        written = {TRACKING_URI: safe_uri(uri)}
+        if original.kind == self.name and original.run_id:
+            experiment = _experiment_of(uri, original.run_id)
+            if experiment is not None:
+                written["MLFLOW_EXPERIMENT_ID"] = experiment
+        return RerunSetup(written, {**written, TRACKING_URI: uri}, where=uri)
+
+    def find_new_runs(self, search: NewRunSearch) -> list[RunRecord]:
+        """The run tagged as reproducing the original in the store the rerun logged to."""
+        uri = search.env.get(TRACKING_URI)
+        if not uri:
+            return []
+        run_id = find_reproducing_run(
+            uri, search.reproduces, search.started_at, search.original.params
+        )
+        if not run_id:
+            return []
+        found = load_run(run_id, uri)
+        return [found] if found is not None else []
+
+    def reload(self, run: RunRecord, env: dict[str, str]) -> RunRecord:
+        """The run read again (its adapter may still be uploading the record)."""
+        again = load_run(str(run.run_id or run.ref), env.get(TRACKING_URI))
+        return again if again is not None else run
+
+
+SOURCE = MlflowSource()

@@ -1,4 +1,6 @@
-"""Read a W&B run directory (offline or synced) as a RunRecord, without a W&B server.
+"""W&B as a run source: read a run directory (offline or synced) as a RunRecord without a W&B
+server, and set up and find a reproduction's new run folder (`SOURCE`, registered under
+`mlrepro.run_sources`).
 
 The W&B adapter copies the `repro/` files into `<run-dir>/files/repro/`. Config and
 summary come from `files/config.yaml` / `files/wandb-summary.json` when W&B wrote
@@ -9,6 +11,7 @@ runs write only that). wandb itself is imported only to parse that log.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
@@ -17,7 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from repro_common.runs import RunNotFound, RunRecord, parse_manifest
+from repro_common.runs import (
+    ArtifactLayout,
+    NewRunSearch,
+    RerunSetup,
+    RunNotFound,
+    RunRecord,
+    parse_manifest,
+)
 
 RUN_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[A-Za-z0-9]+)$")
 PROMOTION_TAGS = "repro/tags.json"
@@ -265,3 +275,86 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord | None:
         metrics=metrics,
         backend=backend,
     )
+
+
+# ------------------------------------------------------------------ reproduction
+
+RUN_FOLDERS = "wandb"  # W&B writes its run folders under <WANDB_DIR>/wandb/
+NEW_RUN_DIR = re.compile(r"^(offline-)?run-")
+
+
+def new_run_dirs(search: NewRunSearch) -> list[Path]:
+    """W&B run folders written since the rerun started, newest first (never the original's)."""
+    roots = {search.folder / RUN_FOLDERS, search.run_cwd / RUN_FOLDERS}
+    if os.environ.get("WANDB_DIR"):
+        roots.add(Path(os.environ["WANDB_DIR"]) / RUN_FOLDERS)
+    record = search.original
+    original = Path(record.location) if record.kind == SOURCE.name and record.location else None
+    if original is not None:
+        roots.add(original.parent)
+    found = []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for child in root.iterdir():
+            if (
+                child.is_dir()
+                and not child.is_symlink()
+                and (original is None or child.resolve() != original.resolve())
+                and NEW_RUN_DIR.match(child.name)
+                and child.stat().st_mtime >= search.started_at - 1
+            ):
+                found.append(child)
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+class WandbSource:
+    """W&B run folders: a rerun writes its run folder into the reproduction folder."""
+
+    name = "wandb"
+    priority = 10  # a folder is read as a run folder before anyone matches its name as an id
+    rerun_priority = 20
+    script_lines: tuple[str, ...] = ()
+    dropped_variables: tuple[str, ...] = ()
+    build_ignores = (f"{RUN_FOLDERS}/",)
+    dockerfile_hints: tuple[str, ...] = ()
+    artifacts = ArtifactLayout(
+        volatile={
+            "wandb-metadata.json": "W&B's host and start-time record",
+            "wandb-summary.json": "W&B's summary (the metrics, with wall-clock times)",
+            "config.yaml": "W&B's config copy (with its own timestamps)",
+        },
+        not_outcomes=("code/",),  # W&B's copy of the code
+        input_copies=("requirements.txt", "conda-environment.yaml", "diff.patch"),
+    )
+
+    def load_run(self, ref: str, tracking_uri: str | None = None) -> RunRecord | None:
+        return load_run(ref, tracking_uri)
+
+    def rerun_setup(
+        self, original: RunRecord, tracking_uri: str | None, folder: Path
+    ) -> RerunSetup:
+        """W&B writes into the reproduction folder; a W&B original is rerun offline."""
+        written = {"WANDB_DIR": str(folder)}
+        if original.kind == self.name:
+            written["WANDB_MODE"] = "offline"
+        return RerunSetup(written, dict(written), where=str(folder / RUN_FOLDERS))
+
+    def find_new_runs(self, search: NewRunSearch) -> list[RunRecord]:
+        found = []
+        for run_dir in new_run_dirs(search):
+            try:
+                record = load_run(str(run_dir))
+            except Exception:
+                continue
+            if record is not None:
+                found.append(record)
+        return found
+
+    def reload(self, run: RunRecord, env: dict[str, str]) -> RunRecord:
+        """The run folder read again (the adapter may still be copying the record)."""
+        again = load_run(str(run.location))
+        return again if again is not None else run
+
+
+SOURCE = WandbSource()

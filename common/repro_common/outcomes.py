@@ -33,32 +33,15 @@ TIMING_METRICS = (
     "*_mem_*",
 )
 
-# Files in a run's artifacts that change on every run whatever the model: name -> why.
-VOLATILE_ARTIFACTS = {
-    "MLmodel": "holds the run id, creation time and model uuid",
-    "wandb-metadata.json": "W&B's host and start-time record",
-    "wandb-summary.json": "W&B's summary (the metrics, with wall-clock times)",
-    "config.yaml": "W&B's config copy (with its own timestamps)",
-    "output.log": "the console output (timings, progress bars)",
-}
-# Files of an MLflow model folder (one holding an MLmodel) that describe its environment or an
-# input sample: not outcomes, and equal whenever the record's environment is.
-MODEL_SPEC_FILES = (
-    "conda.yaml",
-    "python_env.yaml",
-    "requirements.txt",
-    "input_example.json",
-    "serving_input_example.json",
-    "registered_model_meta",
-)
 # Suffixes of formats that differ on every save of the same model: suffix -> why.
 VOLATILE_SUFFIXES = {
     ".skops": "skops names its arrays by memory address, so the same model differs on every "
     "save (log it with serialization_format='cloudpickle' to compare it)",
 }
-WANDB_INPUT_COPIES = ("requirements.txt", "conda-environment.yaml", "diff.patch")
-# Folders of a run's artifacts that are not outcomes: our own record, W&B's code copy.
-NOT_OUTCOME_DIRS = ("repro/", "code/")
+# Files that are a console log whatever the tracker: timings and progress bars.
+VOLATILE_ARTIFACTS = {"output.log": "the console output (timings, progress bars)"}
+# Our own record is never an outcome; each run source names its tracker's own folders.
+NOT_OUTCOME_DIRS = ("repro/",)
 
 
 def is_timing(name: str, compare_anyway: tuple[str, ...] = ()) -> bool:
@@ -72,27 +55,39 @@ def is_timing(name: str, compare_anyway: tuple[str, ...] = ()) -> bool:
 def artifact_digests(record: RunRecord) -> tuple[dict[str, str], dict[str, str]]:
     """({path: blake3} of the run's artifacts, {path: why not compared}); our repro/ folder excluded.
 
-    Reads each file through the run source (the core imports no tracker). W&B's own
-    bookkeeping files (requirements.txt and friends in the run's files/) are left
-    out as not outcomes only when the run is a W&B run.
+    Reads each file through the run source (the core imports no tracker); each source's
+    `ArtifactLayout` says which of its tracker's files are not outcomes (its own
+    copies of the inputs are left out only for its own runs).
     """
+    from repro_common.runs import run_sources
+
+    layouts = [source.artifacts for source in run_sources()]
+    own = next((s.artifacts for s in run_sources() if s.name == record.kind), None)
+    volatile = {name: why for lay in layouts for name, why in lay.volatile.items()}
+    volatile.update(VOLATILE_ARTIFACTS)
+    not_outcomes = NOT_OUTCOME_DIRS + tuple(d for lay in layouts for d in lay.not_outcomes)
+    markers = {lay.model_marker: lay.model_spec_files for lay in layouts if lay.model_marker}
     digests: dict[str, str] = {}
     skipped: dict[str, str] = {}
-    paths = [p for p in record.list_artifacts() if not p.startswith(NOT_OUTCOME_DIRS)]
-    model_dirs = {p.rpartition("/")[0] for p in paths if p.rpartition("/")[2] == "MLmodel"}
+    paths = [p for p in record.list_artifacts() if not p.startswith(not_outcomes)]
+    model_dirs = {
+        p.rpartition("/")[0]: markers[p.rpartition("/")[2]]
+        for p in paths
+        if p.rpartition("/")[2] in markers
+    }
     for path in paths:
         folder, _, name = path.rpartition("/")
-        if folder in model_dirs and name in MODEL_SPEC_FILES:
+        if folder in model_dirs and name in model_dirs[folder]:
             skipped[path] = "the model's environment spec or input example, not an outcome"
             continue
         suffix = next((s for s in VOLATILE_SUFFIXES if name.endswith(s)), None)
         if suffix is not None:
             skipped[path] = VOLATILE_SUFFIXES[suffix]
             continue
-        if record.kind == "wandb" and "/" not in path and name in WANDB_INPUT_COPIES:
-            continue  # W&B's environment and code copies: inputs, compared by the record
-        if name in VOLATILE_ARTIFACTS:
-            skipped[path] = VOLATILE_ARTIFACTS[name]
+        if own is not None and "/" not in path and name in own.input_copies:
+            continue  # the tracker's environment and code copies: inputs, compared by the record
+        if name in volatile:
+            skipped[path] = volatile[name]
             continue
         content = record.read_artifact(path)
         if content is None:

@@ -1,15 +1,17 @@
 """Find a run's record from what the user typed: a manifest file, a W&B run dir, an MLflow run.
 
-The core knows no tracker. Adapters register loaders under the entry-point group
-`mlrepro.run_sources`; each takes (ref, tracking_uri) and returns a RunRecord, or
-None when the ref is not theirs, or raises RunNotFound when it is theirs but
-cannot be read.
+The core knows no tracker. Adapters register a `RunSource` under the entry-point
+group `mlrepro.run_sources`. Its `load_run(ref, tracking_uri)` returns a RunRecord,
+or None when the ref is not theirs, or raises RunNotFound when it is theirs but
+cannot be read; the rest tells `reproduce` what only the tracker knows: where the
+rerun logs its new run, and how to find that run afterwards.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -163,17 +165,121 @@ def _load_manifest_file(ref: str) -> RunRecord | None:
     )
 
 
-def _sources() -> list[Any]:
+@dataclass(frozen=True)
+class ArtifactLayout:
+    """What a tracker puts among a run's artifacts besides the user's outcomes."""
+
+    volatile: dict[str, str] = field(default_factory=dict)  # file name -> why it changes every run
+    not_outcomes: tuple[str, ...] = ()  # folders (`code/`) that hold no outcome
+    input_copies: tuple[str, ...] = ()  # top-level files of its own runs that copy an input
+    model_marker: str | None = None  # the file that makes a folder a saved model
+    model_spec_files: tuple[str, ...] = ()  # files of such a folder that describe, not produce
+
+
+@dataclass
+class RerunSetup:
+    """What one tracker sets for a rerun so that the new run is logged where it should be."""
+
+    written: dict[str, str] = field(default_factory=dict)  # reproduce.sh defaults, no credentials
+    secret: dict[str, str] = field(default_factory=dict)  # the same with credentials: run time only
+    where: str | None = None  # where the new run will appear, for messages (may hold credentials)
+
+
+@dataclass(frozen=True)
+class NewRunSearch:
+    """What a source needs to find the run a rerun just logged."""
+
+    original: RunRecord
+    reproduces: str  # the value of the new run's `repro.reproduces` tag
+    folder: Path  # the reproduction folder
+    run_cwd: Path  # where the script ran
+    env: dict[str, str]  # the tracker variables the rerun was given (credentials included)
+    started_at: float  # the rerun's start, seconds since the epoch
+
+
+class RunSource(Protocol):
+    """A tracker's side of mlrepro: read its runs, and set up and find a rerun's new run."""
+
+    name: str  # the RunRecord.kind of its runs
+    priority: int  # lower reads a RUN argument first (a run folder before a run-id pattern)
+    rerun_priority: int  # lower is preferred among new runs found, and named when none is
+    script_lines: tuple[str, ...]  # our own shell lines for reproduce.sh, after the variables
+    dropped_variables: tuple[str, ...]  # inherited variables the rerun must not see
+    build_ignores: tuple[str, ...]  # what its rerun writes into the folder (.dockerignore)
+    dockerfile_hints: tuple[str, ...]  # comment lines for the Dockerfile
+    artifacts: ArtifactLayout  # which of its runs' files are outcomes
+
+    def load_run(self, ref: str, tracking_uri: str | None = None) -> RunRecord | None: ...
+
+    def rerun_setup(
+        self, original: RunRecord, tracking_uri: str | None, folder: Path
+    ) -> RerunSetup: ...
+
+    def find_new_runs(self, search: NewRunSearch) -> list[RunRecord]: ...
+
+    def reload(self, run: RunRecord, env: dict[str, str]) -> RunRecord: ...
+
+
+@dataclass
+class LoaderOnlySource:
+    """A source registered as a bare `load_run` function: it reads runs, nothing more."""
+
+    loader: Callable[[str, str | None], RunRecord | None]
+    name: str = ""
+    priority: int = 100
+    rerun_priority: int = 100
+    script_lines: tuple[str, ...] = ()
+    dropped_variables: tuple[str, ...] = ()
+    build_ignores: tuple[str, ...] = ()
+    dockerfile_hints: tuple[str, ...] = ()
+    artifacts: ArtifactLayout = field(default_factory=ArtifactLayout)
+
+    def load_run(self, ref: str, tracking_uri: str | None = None) -> RunRecord | None:
+        return self.loader(ref, tracking_uri)
+
+    def rerun_setup(
+        self, original: RunRecord, tracking_uri: str | None, folder: Path
+    ) -> RerunSetup:
+        return RerunSetup()
+
+    def find_new_runs(self, search: NewRunSearch) -> list[RunRecord]:
+        return []
+
+    def reload(self, run: RunRecord, env: dict[str, str]) -> RunRecord:
+        return run
+
+
+def _as_source(loaded: Any, name: str) -> RunSource:
+    """The RunSource an entry point names. An entry point that still names its module's
+    `load_run` function (metadata installed before sources had rerun methods) gets
+    that module's `SOURCE`; any other bare loader reads runs and nothing more."""
+    if hasattr(loaded, "rerun_setup"):
+        return loaded  # type: ignore[no-any-return]
+    import sys
+
+    module = sys.modules.get(getattr(loaded, "__module__", "") or "")
+    source = getattr(module, "SOURCE", None)
+    if source is not None and getattr(source, "load_run", None) is not None:
+        return source  # type: ignore[no-any-return]
+    return LoaderOnlySource(loaded, name)
+
+
+def run_sources() -> list[RunSource]:
+    """The installed run sources, by `priority` (the order a RUN argument is tried in)."""
     from importlib.metadata import entry_points
 
-    found = sorted(entry_points(group=SOURCE_GROUP), key=lambda ep: ep.name != "wandb")
-    loaders = []
-    for ep in found:
+    sources: list[RunSource] = []
+    for ep in entry_points(group=SOURCE_GROUP):
         try:
-            loaders.append(ep.load())
+            sources.append(_as_source(ep.load(), ep.name))
         except ImportError:
             continue  # that tracker is not installed
-    return loaders
+    return sorted(sources, key=lambda source: (source.priority, source.name))
+
+
+def source_of(kind: str) -> RunSource | None:
+    """The source whose runs are of `kind` (None for a manifest file)."""
+    return next((s for s in run_sources() if s.name == kind), None)
 
 
 def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord:
@@ -186,8 +292,8 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord:
     record = _load_manifest_file(ref)
     if record is not None:
         return record
-    for loader in _sources():
-        record = loader(ref, tracking_uri)
+    for source in run_sources():
+        record = source.load_run(ref, tracking_uri)
         if record is not None:
             return record
     if Path(ref).exists():

@@ -49,10 +49,12 @@ def test_the_wheel_holds_exactly_the_three_packages_and_the_schema(tmp_path: Pat
     assert "repro_common/schema/manifest.schema.json" in names
     assert "repro_common/cli/__init__.py" in names and "repro_common/environment.py" in names
     assert "repro_common/fingerprints/files.py" in names and "repro_common/inputs.py" in names
+    assert "repro_common/reproduce/__init__.py" in names  # the reproduce package ships
     assert not [n for n in names if n.startswith(("tests/", "common/", "benchmarks/"))]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "mlrepro = repro_common.cli:main" in text
+    assert "mlflow = mlflow_repro_plugin.source:SOURCE" in text  # run sources, not bare loaders
     assert "mlflow_repro_plugin.provider:ReproRunContextProvider" in text
     assert "mlrepro-gate = mlflow_repro_plugin.registry_gate:create_app" in text  # mlflow.app
 

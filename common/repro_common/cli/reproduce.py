@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -15,15 +15,18 @@ MAX_WARNINGS = 12
 
 
 class _Progress:
-    """A spinner that shows the current step and the last line of output (stderr, terminals only)."""
+    """A spinner that shows the current step and the last line of output (stderr, terminals
+    only); when the folder is rebuilt, its summary (stderr) and the JSON report's fields."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, report: dict[str, Any], venv: bool) -> None:
         from rich.console import Console
 
         self.console = Console(stderr=True)
         self.quiet = quiet
+        self.report = report
+        self.venv = venv
         self.status: Any = None
-        self.step = ""
+        self.current = ""
 
     def __enter__(self) -> _Progress:
         if self.console.is_terminal and not self.quiet:
@@ -35,9 +38,9 @@ class _Progress:
         if self.status is not None:
             self.status.__exit__(*exc)
 
-    def __call__(self, message: str) -> None:
+    def step(self, message: str) -> None:
         """A new step: shown as the spinner's text, or as a plain line when not on a terminal."""
-        self.step = message
+        self.current = message
         if self.status is not None:
             self.status.update(f"[bold]{_escape(message)}")
         elif not self.quiet:
@@ -46,7 +49,22 @@ class _Progress:
     def line(self, text: str) -> None:
         """A line of a subprocess' output, under the current step."""
         if self.status is not None:
-            self.status.update(f"[bold]{_escape(self.step)}[/] [dim]{_escape(text[-100:])}")
+            self.status.update(f"[bold]{_escape(self.current)}[/] [dim]{_escape(text[-100:])}")
+
+    def rebuilt(self, rebuild: Any) -> None:
+        """The folder is ready: its part of the report, and its summary unless --json."""
+        ws = rebuild.workspace
+        self.report["record"] = _record_trust(ws)
+        self.report["cloned_from"] = ws.cloned_from
+        if rebuild.venv is not None:
+            self.report["not_pinned"] = [
+                {"package": p, "reason": r} for p, r in rebuild.venv.not_pinned
+            ]
+            self.report["installed_from_checkout"] = rebuild.venv.installed_from_checkout
+        self.report["warnings"] = rebuild.warnings
+        self.report["script"] = str(ws.script)
+        if not self.quiet:
+            _print_materialised(ws, rebuild.warnings, self.venv)
 
 
 def _escape(text: str) -> str:
@@ -179,61 +197,37 @@ def reproduce_command(
         raise InputError(str(exc)) from exc
     target = directory if directory is not None else rp.default_dir(record)
     report: dict[str, Any] = {"run": run, "dir": str(target.resolve())}
-    warnings: list[str] = []
-    with _Progress(quiet=as_json) as progress:
+    with _Progress(quiet=as_json, report=report, venv=venv) as progress:
         try:
-            ws = rp.materialise(
-                record, target, tracking_uri, step=progress, trust_record=trust_record
+            verdict = rp.reproduce(
+                record,
+                execute=execute,
+                directory=target,
+                tracking_uri=tracking_uri,
+                venv=venv,
+                system_site_packages=system_site_packages,
+                tolerance=tolerance,
+                ignore_metrics=tuple(ignore_metric),
+                compare_metrics=tuple(compare_metrics),
+                artifacts="artifacts" in outcomes,
+                timeout=timeout,
+                trust_record=trust_record,
+                progress=progress,
             )
-            report["record"] = _record_trust(ws)
-            if ws.trusted_by_flag:
-                warnings.append(f"record used with --trust-record: {ws.integrity}")
-            warnings += ws.warnings
-            report["cloned_from"] = ws.cloned_from
-            if venv:
-                result = rp.create_venv(ws, system_site_packages, on_line=progress.line)
-                report["not_pinned"] = [{"package": p, "reason": r} for p, r in result.not_pinned]
-                report["installed_from_checkout"] = result.installed_from_checkout
-                warnings += [f"not pinned: {p} ({r})" for p, r in result.not_pinned]
-                if (mismatch := rp.python_mismatch(ws.manifest)) is not None:
-                    warnings.append(mismatch)
-            else:
-                warnings += [f"package mismatch: {m}" for m in rp.package_mismatches(ws.manifest)]
         except rp.UntrustedRecord as exc:
             _refuse(report, str(exc), as_json)
         except rp.ReproduceError as exc:
             raise InputError(str(exc)) from exc
-        report["warnings"] = warnings
-        report["script"] = str(ws.script)
-        if not as_json:
-            _print_materialised(ws, warnings, venv)
-        if not execute:
-            if as_json:
-                click.echo(json.dumps(report, indent=2))
-            return
-        progress("checking inputs")
-        before = rp.check_inputs(ws, step=progress)
-        changed = [c for c in before if c.ok is False]
-        if changed:
-            names = ", ".join(f"{c.name} ({c.note})" for c in changed)
-            verdict = rp.Verdict(False, f"inputs changed before the run: {names}", before)
-        else:
-            progress(f"running {ws.script.name} (log: {rp.LOG})")
-            outcome = rp.run_script(ws, timeout=timeout, on_line=progress.line)
-            progress("finding the new run")
-            new = rp.find_reproduction(ws, outcome.started_at, tracking_uri)
-            verdict = rp.compare(
-                ws,
-                outcome,
-                new,
-                tolerance,
-                tuple(ignore_metric),
-                tuple(compare_metrics),
-                artifacts="artifacts" in outcomes,
-            )
-            report["seconds"] = round(outcome.seconds, 3)
-            if outcome.returncode != 0 and not as_json:
-                click.echo("\n".join(outcome.tail[-10:]), err=True)
+    assert verdict.rebuild is not None
+    ws = verdict.rebuild.workspace
+    if not execute:
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+        return
+    if verdict.rerun is not None:
+        report["seconds"] = round(verdict.rerun.seconds, 3)
+        if verdict.rerun.returncode != 0 and not as_json:
+            click.echo("\n".join(verdict.rerun.tail[-10:]), err=True)
     report["verdict"] = verdict.to_dict()
     report["verdict"]["trust_record"] = ws.trusted_by_flag
     if as_json:
@@ -253,7 +247,7 @@ def _record_trust(ws: Any) -> dict[str, Any]:
     }
 
 
-def _refuse(report: dict[str, Any], message: str, as_json: bool) -> None:
+def _refuse(report: dict[str, Any], message: str, as_json: bool) -> NoReturn:
     """A record that fails its integrity check: one line (or the JSON report), exit 1."""
     report["record"] = {"verified": False, "trust_record": False, "integrity": message}
     if as_json:
