@@ -14,7 +14,6 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlflow_repro_plugin.gate import ReproducibilityError, require_reproducible
     from mlflow_repro_plugin.uploader import flush
     from repro_common import (
         Manifest,
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
         seed_everything,
         track_data,
     )
+    from repro_common.registration import ReproducibilityError, require_reproducible
 
 _EXPORTS = {
     "Manifest": "repro_common",
@@ -35,8 +35,8 @@ _EXPORTS = {
     "seed_everything": "repro_common",
     "track_data": "repro_common",
     "flush": "mlflow_repro_plugin.uploader",
-    "require_reproducible": "mlflow_repro_plugin.gate",
-    "ReproducibilityError": "mlflow_repro_plugin.gate",
+    "require_reproducible": "repro_common.registration",
+    "ReproducibilityError": "repro_common.registration",
 }
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Tracked inputs in the run's **Datasets** panel: our fingerprint as digest, the path/URI as source.
 
 Inputs tracked before the run starts are in its manifest and are logged by the
-uploader; inputs tracked while a fluent run is active reach us through the core's
-data listener, and are logged (and added to the run's record) in the background.
+uploader; inputs tracked while a run is active are logged the same way, in the
+background (`live_inputs`).
 MLflow allows 36 characters of digest, so the digest is a prefix of our hex; the
 full fingerprint is in the dataset profile, the `repro.data.<name>` tag and the
 manifest.
@@ -11,11 +11,11 @@ manifest.
 from __future__ import annotations
 
 import json
-import sys
 import threading
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
+
+from mlflow_repro_plugin.failures import retry, warn_once
 
 MAX_DIGEST = 36  # mlflow.utils.validation.MAX_DATASET_DIGEST_SIZE
 MAX_NAME = 500  # mlflow.utils.validation.MAX_DATASET_NAME_SIZE
@@ -90,8 +90,6 @@ def dataset_input(item: dict[str, Any]) -> Any:
 
 def log_items(client: Any, run_id: str, items: list[dict[str, Any]], deadline: float) -> None:
     """Log `items` as the run's inputs; a failure is one warning, never an exception."""
-    from mlflow_repro_plugin.uploader import retry, warn_once
-
     try:
         inputs = [
             dataset_input(item) for item in items if item.get("name") and item.get("fingerprint")
@@ -101,40 +99,6 @@ def log_items(client: Any, run_id: str, items: list[dict[str, Any]], deadline: f
     except Exception as exc:
         warn_once(
             "datasets", "mlrepro could not log tracked inputs to MLflow run %s: %r", run_id, exc
-        )
-
-
-def on_track(item: dict[str, Any]) -> None:
-    """Core data listener: an input tracked while a fluent run is active joins that run."""
-    from mlflow_repro_plugin.provider import CAPTURE_ID_TAG, disabled
-    from mlflow_repro_plugin.uploader import UploadJob, schedule, warn_once
-
-    mlflow = sys.modules.get("mlflow")
-    if disabled() or mlflow is None:
-        return
-    try:
-        run = mlflow.active_run()
-        if run is None:
-            return
-        from mlflow.tracking import MlflowClient
-
-        tags = run.data.tags
-        schedule(
-            UploadJob(
-                capture_id=tags.get(CAPTURE_ID_TAG, ""),
-                manifest=None,
-                client=MlflowClient(),
-                run_id=run.info.run_id,
-                refresh_items=[dict(item)],
-                track=tags.get("repro.track"),
-            )
-        )
-    except Exception as exc:  # tracking data must never fail because of MLflow
-        warn_once(
-            "datasets",
-            "mlrepro could not add input %r to the active MLflow run: %r",
-            item.get("name"),
-            exc,
         )
 
 
@@ -148,60 +112,7 @@ def run_inputs(run_id: str) -> list[dict[str, Any]]:
         return [dict(item) for item in _run_inputs.get(run_id, {}).values()]
 
 
-def training_runs(hosts: Sequence[Any]) -> list[tuple[Any, str]]:
-    """(client, run id) of the MLflow runs a training logs to: its MLFlowLoggers, else the
-    active fluent run (autolog). Only runs that exist already: nothing is created here."""
-    targets = [
-        (host.experiment, str(host.run_id))
-        for host in hosts
-        if type(host).__name__ == "MLFlowLogger" and getattr(host, "_run_id", None)
-    ]
-    if targets:
-        return targets
-    mlflow = sys.modules.get("mlflow")
-    run = mlflow.active_run() if mlflow is not None else None
-    if run is None:
-        return []
-    from mlflow.tracking import MlflowClient
-
-    return [(MlflowClient(), run.info.run_id)]
-
-
-def on_run_inputs(items: list[dict[str, Any]], hosts: Sequence[Any]) -> None:
-    """Core run-inputs listener: the inputs another tracker's callback found for a training
-    join the MLflow runs of the same training (tags, Datasets panel, refreshed manifest)."""
-    from mlflow_repro_plugin.provider import CAPTURE_ID_TAG, disabled
-    from mlflow_repro_plugin.uploader import UploadJob, schedule, warn_once
-
-    if disabled() or "mlflow" not in sys.modules:
-        return
-    try:
-        for client, run_id in training_runs(hosts):
-            with _run_inputs_lock:
-                _run_inputs.setdefault(run_id, {}).update({str(i["name"]): i for i in items})
-            capture_id, track = "", None
-            mlflow = sys.modules["mlflow"]
-            active = mlflow.active_run()
-            if active is not None and active.info.run_id == run_id:
-                capture_id = active.data.tags.get(CAPTURE_ID_TAG, "")
-                track = active.data.tags.get("repro.track")
-            schedule(
-                UploadJob(
-                    capture_id=capture_id,  # empty: the uploader knows the runs it recorded
-                    manifest=None,
-                    client=client,
-                    run_id=run_id,
-                    refresh_items=[dict(item) for item in items],
-                    track=track,
-                )
-            )
-    except Exception as exc:  # recording inputs must never fail the training
-        warn_once("run-inputs", "mlrepro could not add a training's inputs to MLflow: %r", exc)
-
-
-def install() -> None:
-    """Register `on_track` and `on_run_inputs` with the core (idempotent: it keeps one copy)."""
-    from repro_common import inputs
-
-    inputs.add_listener(on_track)
-    inputs.add_run_listener(on_run_inputs)
+def remember_run_inputs(run_id: str, items: list[dict[str, Any]]) -> None:
+    """Keep the inputs a training found for one run, for that run's refreshed record."""
+    with _run_inputs_lock:
+        _run_inputs.setdefault(run_id, {}).update({str(i["name"]): i for i in items})

@@ -21,90 +21,31 @@ retries, with exponential backoff, before it gives up with one warning.
 from __future__ import annotations
 
 import atexit
-import errno
 import logging
 import os
-import random
-import sys
 import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from repro_common.text import one_line
+from mlflow_repro_plugin import datasets
+from mlflow_repro_plugin.failures import retry, upload_timeout, warn_once
+from mlflow_repro_plugin.run_site import RunNeverCreated, find_runs
+from mlflow_repro_plugin.tags import ERRORS_TAG, errors_value, manifest_tags
 
 if TYPE_CHECKING:
     from repro_common.manifest import Manifest
 
 log = logging.getLogger("mlrepro")
-T = TypeVar("T")
 
-DEFAULT_TIMEOUT = 30.0
-FIRST_BACKOFF = 0.05
-FRAME_POLL = 0.005  # how often the worker looks whether `create_run` has returned
-FRAME_WATCH = 1.0  # for this long, before it falls back to backing off
-MAX_BACKOFF = 2.0
-EXPERIMENT_CHUNK = 100
 RANK_SEEDS_WAIT = 3.0  # seconds the record waits for other ranks' seeds (DDP)
 IDLE_EXIT = 2.0  # seconds the worker waits for more work before its thread ends
-_PERMANENT_ERRNOS = {
-    errno.EACCES,
-    errno.EPERM,
-    errno.EROFS,
-    errno.ENOTDIR,
-    errno.EISDIR,
-    errno.ENOSPC,
-    errno.EEXIST,
-}
-_PERMANENT_MLFLOW_CODES = {
-    "INVALID_PARAMETER_VALUE",
-    "BAD_REQUEST",
-    "PERMISSION_DENIED",
-    "UNAUTHENTICATED",
-    "INVALID_STATE",
-    "ENDPOINT_NOT_FOUND",
-    "FEATURE_DISABLED",
-}
-
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
 # run id -> (capture id, track) of the runs this process recorded: a later refresh of one
 # (inputs a training found, reaching its MLFlowLogger run) needs both without a request.
 _created: dict[str, tuple[str, str]] = {}
-
-
-def warn_once(kind: str, message: str, *args: Any) -> None:
-    """One warning per failure kind and process: a broken store must not flood the user's log."""
-    with _warned_lock:
-        if kind in _warned:
-            return
-        _warned.add(kind)
-    try:
-        log.warning("%s", one_line(message % args if args else message))
-    except Exception:  # pragma: no cover - logging itself must not break the host
-        pass
-
-
-def upload_timeout() -> float:
-    """MLREPRO_UPLOAD_TIMEOUT in seconds (default 30): how long a job retries, how long exit waits."""
-    raw = os.environ.get("MLREPRO_UPLOAD_TIMEOUT", "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_TIMEOUT
-    except ValueError:
-        value = DEFAULT_TIMEOUT
-    return max(0.0, value)
-
-
-class RunNotVisible(LookupError):
-    """No run carries the capture id (yet): the creating thread may not have committed it."""
-
-
-class RunNeverCreated(LookupError):
-    """The call that was creating the run is over and no run carries the capture id."""
 
 
 @dataclass
@@ -125,36 +66,6 @@ class UploadJob:
     artifact_uris: dict[str, str] = field(default_factory=dict)
     # Decided when the run is tagged, so the digest tag covers the bytes uploaded later.
     files: dict[str, bytes] | None = None
-
-
-def _is_permanent(exc: BaseException) -> bool:
-    """Errors that no retry will fix: do not keep the user waiting for them."""
-    if isinstance(exc, RunNotVisible):
-        return False
-    if isinstance(exc, RunNeverCreated):
-        return True
-    if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS:
-        return True
-    return getattr(exc, "error_code", None) in _PERMANENT_MLFLOW_CODES
-
-
-# Jitter from our own generator: a draw from the global `random` in this thread
-# would shift the user's stream whenever a slow server makes us retry.
-_jitter = random.Random()
-
-
-def retry(fn: Callable[[], T], deadline: float) -> T:
-    """fn() until it succeeds, a permanent error, or the deadline; at least one attempt."""
-    delay = FIRST_BACKOFF
-    while True:
-        try:
-            return fn()
-        except Exception as exc:
-            if _is_permanent(exc) or time.monotonic() + delay > deadline:
-                raise
-            log.debug("mlrepro upload retry in %.2fs after %r", delay, exc)
-            time.sleep(delay * (0.75 + _jitter.random() / 2))
-            delay = min(delay * 2, MAX_BACKOFF)
 
 
 class Uploader:
@@ -292,112 +203,6 @@ def _client(job: UploadJob) -> Any:
     return job.client
 
 
-def _experiment_chunks(client: Any) -> list[list[str]]:
-    from mlflow.entities import ViewType
-
-    ids: list[str] = []
-    token = None
-    while True:
-        page = client.search_experiments(view_type=ViewType.ALL, max_results=1000, page_token=token)
-        ids.extend(e.experiment_id for e in page)
-        token = getattr(page, "token", None)
-        if not token:
-            break
-    return [ids[i : i + EXPERIMENT_CHUNK] for i in range(0, len(ids), EXPERIMENT_CHUNK)]
-
-
-def run_in_frame(frame: Any, capture_id: str) -> Any:
-    """The Run object tagged with our capture id among the creating frame's locals, or None.
-
-    `mlflow.start_run` keeps what `create_run` returned in a local (`active_run_obj`),
-    as does Lightning's `MLFlowLogger.experiment` (`run`); the frame object outlives the
-    call because the job holds it. Matching on the tag, not on a variable name, makes
-    this version-proof: no match just means the search does the work.
-    """
-    if frame is None:
-        return None
-    from mlflow.entities import Run
-
-    from mlflow_repro_plugin.provider import CAPTURE_ID_TAG
-
-    try:
-        values = list(frame.f_locals.values())
-    except Exception:  # pragma: no cover - an interpreter without readable frames
-        return None
-    for value in values:
-        if isinstance(value, Run) and value.data.tags.get(CAPTURE_ID_TAG) == capture_id:
-            return value
-    return None
-
-
-def frame_running(frame: Any) -> bool:
-    """Whether some thread is still inside `frame` (unknown counts as running)."""
-    current = getattr(sys, "_current_frames", None)
-    if current is None:  # pragma: no cover - not CPython/PyPy
-        return True
-    for top in current().values():
-        node = top
-        while node is not None:
-            if node is frame:
-                return True
-            node = node.f_back
-    return False
-
-
-def find_runs(client: Any, job: UploadJob) -> list[str]:
-    """Ids of the runs tagged with the job's capture id (their artifact URIs go in the job).
-
-    First the creating frame (no query; while it runs, `create_run` has not returned
-    yet), then a tag search: in the experiment the run was created in, then in all.
-    When the creating call is over and the search finds nothing, `create_run` failed
-    (the user saw MLflow's exception): there is nothing to wait for.
-    """
-    from mlflow.entities import ViewType
-
-    from mlflow_repro_plugin.provider import CAPTURE_ID_TAG
-
-    creator_done = False
-    if job.frame is not None:
-        # `create_run` returns within a request's time: watch the frame closely (no
-        # request is made) rather than back off, so the upload starts right after.
-        watch_until = time.monotonic() + FRAME_WATCH
-        while True:
-            run = run_in_frame(job.frame, job.capture_id)
-            if run is not None:
-                return _remember([run], job)
-            if not frame_running(job.frame):
-                break
-            if time.monotonic() >= watch_until:
-                raise RunNotVisible("create_run has not returned yet")
-            time.sleep(FRAME_POLL)
-        creator_done = True
-    capture_id, experiment_id = job.capture_id, job.experiment_id
-    query = f"tags.`{CAPTURE_ID_TAG}` = '{capture_id}'"
-
-    def search(ids: list[str]) -> list[str]:
-        runs = client.search_runs(
-            ids, filter_string=query, run_view_type=ViewType.ALL, max_results=50
-        )
-        return _remember(list(runs), job)
-
-    found = search([experiment_id]) if experiment_id else []
-    if not found:
-        for chunk in _experiment_chunks(client):
-            found.extend(search(chunk))
-    if not found and creator_done:
-        raise RunNeverCreated(f"no run was created with {CAPTURE_ID_TAG}={capture_id}")
-    if not found:
-        raise RunNotVisible(f"no run tagged {CAPTURE_ID_TAG}={capture_id} yet")
-    return found
-
-
-def _remember(runs: list[Any], job: UploadJob) -> list[str]:
-    for run in runs:
-        if run.info.artifact_uri:
-            job.artifact_uris[run.info.run_id] = run.info.artifact_uri
-    return [run.info.run_id for run in runs]
-
-
 def _artifact_repo(client: Any, artifact_uri: str | None) -> Any:
     """The run's artifact store, straight from its URI: `client.log_artifacts` would first
     fetch the run again only to read that URI (one more request per run on a shared server).
@@ -513,7 +318,6 @@ def _deliver(
     files: dict[str, bytes],
     errors: list[dict[str, Any]],
 ) -> None:
-    from mlflow_repro_plugin import datasets
     from repro_common.isolation import error_entry
 
     try:
@@ -545,8 +349,6 @@ def _tag_errors(
     note: str | None = None,
 ) -> None:
     """One `set-tag`: the collectors' errors (tagged at creation) plus what went wrong since."""
-    from mlflow_repro_plugin.provider import ERRORS_TAG, errors_value
-
     value = errors_value([*manifest.errors, *errors], note)
     if not value:
         return
@@ -561,8 +363,6 @@ def _tag_errors(
 
 def _refresh(client: Any, job: UploadJob) -> None:
     """Inputs tracked while the run is active: log them, then re-record the manifest and its tags."""
-    from mlflow_repro_plugin import datasets
-    from mlflow_repro_plugin.provider import manifest_tags
     from repro_common.capture import capture
 
     run_id = job.run_id or ""
@@ -592,7 +392,7 @@ def _refreshed_files(manifest: Manifest, items: list[dict[str, Any]]) -> dict[st
     """The new record and, on the production track, the snapshots of the inputs just tracked
     (the other files are already in `repro/` and have not changed)."""
     from repro_common.artifacts import MANIFEST, record_files
-    from repro_common.tracks import snapshot_prefix
+    from repro_common.snapshots import snapshot_prefix
 
     files = record_files(manifest)  # always: it lists every file in the new digest
     if manifest.track != "production":

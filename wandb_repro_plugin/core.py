@@ -10,7 +10,6 @@ entry in `config.repro.capture_errors`.
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -18,16 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from repro_common import capture
+from repro_common import summary as record_summary
 from repro_common.artifacts import ARTIFACT_DIR, record_files
 from repro_common.capture import disabled
 from repro_common.inputs import SKIPPED, describe_input, publish_run_inputs, unfingerprinted_input
 from repro_common.isolation import error_entry, guarded
-from repro_common.manifest import TRACKS, Manifest
+from repro_common.manifest import Manifest
 from repro_common.text import one_line
+from repro_common.tracks import check_track as check_known_track
+from wandb_repro_plugin.run_config import CONFIG_KEY, artifact_name, config_summary
 
 ARTIFACT_TYPE = "repro-manifest"
-CONFIG_KEY = "repro"
-ARTIFACT_PREFIX = "repro-"
 
 
 class ReproWarning(UserWarning):
@@ -54,44 +54,13 @@ def require_host(extra: str, *modules: str) -> None:
 
 def check_track(track: str | None) -> str | None:
     """A wrong track is the caller's mistake: say so when the callback is built, not mid-training."""
-    if track is not None and track not in TRACKS:
-        raise ValueError(f"unknown track {track!r}: choose one of {', '.join(TRACKS)}")
-    return track
+    return check_known_track(track) if track is not None else None
 
 
 def active_run() -> Any:
     """wandb.run, without importing wandb: a process that never imported it has no run."""
     wandb = sys.modules.get("wandb")
     return getattr(wandb, "run", None) if wandb is not None else None
-
-
-def artifact_name(manifest: Manifest) -> str:
-    """Content address: the same record (same digest) always gets the same artifact name."""
-    return ARTIFACT_PREFIX + manifest.digest.split(":", 1)[-1][:32]
-
-
-def config_summary(manifest: Manifest) -> dict[str, Any]:
-    """The few fields people filter and group runs by in the W&B UI."""
-    env, code = manifest.environment, manifest.code
-    summary = {
-        "manifest_digest": manifest.digest,
-        "env_digest": env.get("digest"),
-        "python": (env.get("python") or {}).get("version"),
-        "git_commit": code.get("commit"),
-        "git_dirty": code.get("dirty"),
-        "seed": manifest.seeds.get("global"),
-        "track": manifest.track,
-        # Fingerprinted inputs, as the MLflow tags have them; the others are in `data_skipped`.
-        "data": {
-            item["name"]: item["fingerprint"]
-            for item in manifest.data
-            if "name" in item and item.get("fingerprint")
-        },
-        "artifact": artifact_name(manifest),
-    }
-    if isinstance(manifest.seeds.get("trainer"), dict):  # a Hugging Face Trainer's own seeds
-        summary["trainer"] = manifest.seeds["trainer"]
-    return summary
 
 
 def attach(
@@ -175,7 +144,7 @@ def record_run(
         summary["capture_errors"] = problems
     if skipped:
         summary["data_skipped"] = skipped
-    reproduces = os.environ.get("MLREPRO_REPRODUCES", "").strip()
+    reproduces = record_summary.reproduces()
     if reproduces:
         summary["reproduces"] = reproduces
 
@@ -229,7 +198,7 @@ def log_artifact(run: Any, manifest: Manifest, files: Mapping[str, bytes]) -> No
         description="mlrepro record: environment, code, seeds and data of the run",
         metadata={
             "manifest_digest": manifest.digest,
-            "env_digest": manifest.environment.get("digest"),
+            "env_digest": record_summary.env_digest(manifest),
             "track": manifest.track,
         },
     )

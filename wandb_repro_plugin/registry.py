@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 def live_record(run: Any) -> RunRecord:
     """The record of a W&B run still in progress: its config and its `files/repro/`."""
     from repro_common.runs import RunRecord, parse_manifest
-    from wandb_repro_plugin.source import PROMOTION_TAGS, WandbDirBackend, _tags
+    from wandb_repro_plugin.run_config import CONFIG_KEY, config_tags
+    from wandb_repro_plugin.source import PROMOTION_TAGS, WandbDirBackend
 
     run_dir = Path(run.dir).parent
     backend = WandbDirBackend(run_dir)
@@ -30,8 +31,7 @@ def live_record(run: Any) -> RunRecord:
             "no files/repro/manifest.json in the run: "
             "call wandb_repro_plugin.attach(run) (or use a ReproCallback) before link_model"
         )
-    summary = dict(run.config.get("repro") or {})
-    tags = _tags(summary)
+    tags = config_tags(dict(run.config.get(CONFIG_KEY) or {}))
     promoted = backend.read_artifact(PROMOTION_TAGS)
     if promoted:
         import json

@@ -28,18 +28,10 @@ from repro_common.runs import (
     RunRecord,
     parse_manifest,
 )
+from wandb_repro_plugin.run_config import config_tags
 
 RUN_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[A-Za-z0-9]+)$")
 PROMOTION_TAGS = "repro/tags.json"
-CONFIG_TAGS = {
-    "manifest_digest": "repro.manifest.digest",
-    "env_digest": "repro.env.digest",
-    "python": "repro.env.python",
-    "git_commit": "repro.git.commit",
-    "seed": "repro.seed",
-    "track": "repro.track",
-    "reproduces": "repro.reproduces",
-}
 _HEADER = struct.Struct("<4sHB")
 _CHUNK = struct.Struct("<IHB")
 _BLOCK = 32768
@@ -204,25 +196,6 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def _tags(summary: dict[str, Any]) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    for key, tag in CONFIG_TAGS.items():
-        if summary.get(key) is not None:
-            tags[tag] = str(summary[key])
-    if isinstance(summary.get("git_dirty"), bool):
-        tags["repro.git.dirty"] = "true" if summary["git_dirty"] else "false"
-    errors = summary.get("capture_errors")
-    if isinstance(errors, list) and errors:
-        tags["repro.capture.errors"] = "; ".join(
-            f"{e.get('collector', '?')}: {e.get('error', '')}"
-            for e in errors
-            if isinstance(e, dict)
-        )
-    for name, fingerprint in (summary.get("data") or {}).items():
-        tags[f"repro.data.{name}"] = str(fingerprint)
-    return tags
-
-
 def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord | None:
     """A W&B run directory as a RunRecord; None when `ref` is not one."""
     run_dir = find_run_dir(ref)
@@ -248,7 +221,7 @@ def load_run(ref: str, tracking_uri: str | None = None) -> RunRecord | None:
             "was the run made with wandb_repro_plugin (attach/ReproCallback)?"
         )
     repro = config.get("repro")
-    tags = _tags(repro if isinstance(repro, dict) else {})
+    tags = config_tags(repro if isinstance(repro, dict) else {})
     promoted = backend.read_artifact(PROMOTION_TAGS)
     if promoted:
         tags.update({k: str(v) for k, v in json.loads(promoted).items()})

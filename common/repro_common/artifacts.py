@@ -27,14 +27,12 @@ from __future__ import annotations
 import copy
 import logging
 
-from repro_common.manifest import Manifest
+from repro_common.manifest import ARTIFACT_DIR, MANIFEST, Manifest
 
-MANIFEST = "manifest.json"
 REQUIREMENTS = "requirements.txt"
 CODE_DIFF = "code.diff"
 DOCKERFILE = "Dockerfile"
 SNAPSHOTS = "data/*"
-ARTIFACT_DIR = "repro"
 SEPARATOR = ","
 
 log = logging.getLogger("mlrepro")
@@ -89,8 +87,8 @@ def announced_names(manifest: Manifest) -> list[str]:
     if code.diff_text(manifest.code):
         names.append(CODE_DIFF)
     if manifest.track == "production":
+        from repro_common.snapshots import plan_snapshot
         from repro_common.spec import python_base_image
-        from repro_common.tracks import plan_snapshot
 
         names.append(REQUIREMENTS)
         if python_base_image(manifest) is not None:  # render_dockerfile's only refusal
@@ -132,8 +130,8 @@ def missing_announced(announced: list[str], stored: set[str]) -> list[str]:
 
 def production_files(manifest: Manifest) -> dict[str, bytes]:
     """The environment spec and data snapshot; notes each snapshot in `manifest` (in its digest)."""
+    from repro_common.snapshots import local_mismatch, plan_snapshot, snapshot_record
     from repro_common.spec import render_dockerfile
-    from repro_common.tracks import local_mismatch, plan_snapshot, snapshot_record
 
     files: dict[str, bytes] = {}
     manifest.data = copy.deepcopy(manifest.data)  # the registry's items stay as they were

@@ -33,9 +33,9 @@ def disabled() -> bool:
 def resolve_track(track: str | None, errors: list[dict[str, Any]] | None = None) -> str:
     """Explicit argument, else MLREPRO_TRACK, else exploratory."""
     if track is not None:
-        if track not in TRACKS:
-            raise ValueError(f"unknown track {track!r}: choose one of {', '.join(TRACKS)}")
-        return track
+        from repro_common.tracks import check_track
+
+        return check_track(track)
     env_track = os.environ.get("MLREPRO_TRACK", "").strip().lower()
     if not env_track:
         return "exploratory"
@@ -161,7 +161,7 @@ def capture(track: str | None = None, inputs: list[dict[str, Any]] | None = None
     manifest = Manifest(**sections, track=chosen_track)
     manifest.capture["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
     if chosen_track == "production":
-        from repro_common.tracks import warn_unmet_requirements
+        from repro_common.production import warn_unmet_requirements
 
         # At run start, once per requirement: what the production gate will refuse later.
         warn_unmet_requirements(manifest)

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from repro_common.environment import kill_group
+from repro_common.git import git_env
 from repro_common.isolation import error_entry
 from repro_common.manifest import digest_bytes
 from repro_common.redact import redact_argv, strip_userinfo
@@ -60,12 +61,6 @@ def find_repo_root(start: str) -> str | None:
         if parent == path:
             return None
         path = parent
-
-
-def _git_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0", LC_ALL="C", GIT_PAGER="cat")
-    return env
 
 
 def _start_git(root: str, *args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -289,7 +284,7 @@ def refresh_sources(section: dict[str, Any], errors: list[dict[str, Any]]) -> No
     seen.update(names)
     new = [p for p in module_files_in(root, names) if p not in known]
     if new:
-        env = _git_env()
+        env = git_env()
         procs = [
             _start_git(root, "ls-files", "-z", "--full-name", "--", *new, env=env),
             _start_git(root, *_check_ignore_args(new), env=env),
@@ -398,7 +393,7 @@ def collect_code(errors: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _collect_git(root: str, section: dict[str, Any]) -> None:
-    env = _git_env()
+    env = git_env()
     names = set(sys.modules)
     candidates = module_files_in(root, names)
     procs: list[subprocess.Popen[bytes]] = []
@@ -497,7 +492,7 @@ def _assemble(section: dict[str, Any]) -> str | None:
 def _reread(section: dict[str, Any]) -> None:
     """Fill the patch pieces from the checkout, each only if it matches its recorded digest."""
     root = str(section["root"])
-    env = _git_env()
+    env = git_env()
     if section.get("diff_digest"):
         head = _finish_git(_start_git(root, "rev-parse", "HEAD", env=env)).decode().strip()
         diff_raw = _finish_git(_start_git(root, *_diff_args(), env=env))

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repro_common.manifest import LEGACY_RULE_NOTE, TRACKS, Manifest, ManifestError
+from repro_common.environment import canonical_name
+from repro_common.manifest import LEGACY_RULE_NOTE, Manifest, ManifestError
 from repro_common.runs import record_incomplete
+from repro_common.snapshots import plan_snapshot, snapshot_counts, snapshot_stored
+from repro_common.tracks import check_track, run_track
 
 if TYPE_CHECKING:
     from repro_common.runs import RunRecord
@@ -281,10 +284,6 @@ def code_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
     )
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _own_checkout(package: dict[str, Any], code: dict[str, Any]) -> bool:
     """An editable install of the run's own checkout: the code record (commit + diff) rebuilds it."""
     url, root = str(package.get("url") or ""), code.get("root")
@@ -306,7 +305,7 @@ def environment_rule(
 ) -> RuleResult:
     from repro_common.spec import python_base_image
 
-    allowed = {_canonical(name) for name in allow_packages}
+    allowed = {canonical_name(name) for name in allow_packages}
     packages = manifest.environment.get("packages") or []
     blocked, problems, notes = [], [], []
     if not packages:
@@ -317,7 +316,7 @@ def environment_rule(
             continue
         if _own_checkout(package, manifest.code):
             notes.append(f"{name} is the run's own checkout (rebuilt from the code record)")
-        elif _canonical(name) in allowed:
+        elif canonical_name(name) in allowed:
             notes.append(f"{name} waived ({package.get('reason') or package.get('source')})")
         else:
             why = package.get("reason") or f"{package.get('source', 'unknown')} install"
@@ -377,26 +376,8 @@ def seeds_rule(manifest: Manifest) -> RuleResult:
     )
 
 
-def snapshot_counts(item: dict[str, Any], artifacts: set[str]) -> tuple[int, int | None]:
-    """(snapshot files stored, files the record expects or None when it does not say)."""
-    from repro_common.tracks import snapshot_prefix
-
-    prefix = f"repro/{snapshot_prefix(str(item.get('name')))}/"
-    stored = sum(1 for name in artifacts if name.startswith(prefix))
-    expected = (item.get("snapshot") or {}).get("files")
-    return stored, expected if isinstance(expected, int) else None
-
-
-def snapshot_stored(item: dict[str, Any], artifacts: set[str]) -> bool:
-    stored, expected = snapshot_counts(item, artifacts)
-    if expected is not None:
-        return stored >= expected and (stored > 0 or expected == 0)
-    return stored > 0
-
-
 def data_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
     from repro_common.table_inputs import pinned_by_version, unversioned_reason
-    from repro_common.tracks import plan_snapshot
 
     inputs = manifest.data
     if not inputs:
@@ -477,8 +458,7 @@ def evaluate(
     allow_packages: Iterable[str] = (),
 ) -> list[RuleResult]:
     """The content rules for a record; `artifacts=None` judges as at run start (nothing stored yet)."""
-    if track not in TRACKS:
-        raise ValueError(f"unknown track {track!r}: choose one of {', '.join(TRACKS)}")
+    check_track(track)
     rules = [
         code_rule(manifest, artifacts),
         environment_rule(manifest, artifacts, allow_packages),
@@ -505,11 +485,7 @@ def check_run(
     `allow_packages` waives the reinstallability of the named distributions (a
     reviewed exception, e.g. an internal wheel); the rule's reason names them.
     """
-    from repro_common.tracks import run_track
-
-    chosen = track or run_track(record)
-    if chosen not in TRACKS:
-        raise ValueError(f"unknown track {chosen!r}: choose one of {', '.join(TRACKS)}")
+    chosen = check_track(track or run_track(record))
     rules = [manifest_rule(record)]
     if record.manifest is not None:
         stored = stored_artifacts(record)

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from typing import Any
+
+from repro_common.text import one_line
 
 NAME = "mlrepro"
 
@@ -57,3 +61,38 @@ def install() -> logging.Logger:
     if not any(isinstance(h, _OwnStderrHandler) for h in logger.handlers):
         logger.addHandler(_OwnStderrHandler())
     return logger
+
+
+class Once:
+    """Keys already acted on, thread-safe: the one way we say a thing once per process."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def first(self, key: str) -> bool:
+        """True the first time `key` is seen (and remembers it), False ever after."""
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+            return True
+
+    def clear(self) -> None:
+        """Say everything again (tests, long-lived notebooks)."""
+        with self._lock:
+            self._seen.clear()
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._seen
+
+
+def warn_once(seen: Once, kind: str, message: str, *args: Any) -> None:
+    """One `mlrepro` warning line per failure kind: a broken store must not flood the user's log."""
+    if not seen.first(kind):
+        return
+    try:
+        logging.getLogger(NAME).warning("%s", one_line(message % args if args else message))
+    except Exception:  # pragma: no cover - logging itself must not break the host
+        pass

@@ -26,6 +26,8 @@ import blake3
 
 SCHEMA_ID = "mlrepro.manifest/1"
 TRACKS = ("exploratory", "production")
+ARTIFACT_DIR = "repro"  # the run's folder of record files, manifest.json among them
+MANIFEST = "manifest.json"
 DIGEST_VERSION = 2  # the rule new records are digested with
 LEGACY_DIGEST_VERSION = 1  # records without `digest_version`
 LEGACY_RULE_NOTE = (
@@ -198,8 +200,6 @@ class Manifest:
 
     def list_artifacts(self, files: dict[str, bytes]) -> None:
         """Record the digest of every stored file (names relative to `repro/`) and re-digest."""
-        from repro_common.artifacts import ARTIFACT_DIR, MANIFEST
-
         self.artifacts = {
             f"{ARTIFACT_DIR}/{name}": digest_bytes(content)
             for name, content in sorted(files.items())

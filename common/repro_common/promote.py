@@ -101,17 +101,17 @@ def promote(record: RunRecord, allow_packages: Iterable[str] = ()) -> PromotionR
     """
     from repro_common import environment
     from repro_common.artifacts import announcement, stored_names
-    from repro_common.gate import check_run, manifest_rule, snapshot_stored, stored_artifacts
+    from repro_common.gate import check_run, manifest_rule, stored_artifacts
     from repro_common.runs import ANNOUNCED_TAG
-    from repro_common.spec import render_dockerfile
-    from repro_common.tracks import (
-        PRODUCTION,
+    from repro_common.snapshots import (
         local_mismatch,
         plan_snapshot,
-        run_track,
         snapshot_record,
+        snapshot_stored,
         verify_uploaded_snapshot,
     )
+    from repro_common.spec import render_dockerfile
+    from repro_common.tracks import PRODUCTION, run_track
 
     run = record.run_id or record.ref
     if record.kind == "manifest" or record.backend is None:

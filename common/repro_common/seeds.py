@@ -24,6 +24,7 @@ from typing import Any
 import blake3
 
 from repro_common.isolation import guarded
+from repro_common.logs import Once
 
 log = logging.getLogger("mlrepro")
 
@@ -36,7 +37,7 @@ _WORKER_DOMAIN = "mlrepro.worker_seed/1"
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"global": None, "source": None, "frameworks": [], "derived": {}}
-_warned: set[str] = set()
+_warned = Once()
 _env_seed_applied = False  # MLREPRO_SEED is applied once, at the first capture
 _HASHSEED_AT_IMPORT = os.environ.get("PYTHONHASHSEED")
 
@@ -177,8 +178,7 @@ def _cuda_initialised() -> bool:
 
 
 def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
+    if _warned.first(key):
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 

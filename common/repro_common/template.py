@@ -14,6 +14,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from repro_common.git import run_git
+
 # template file -> path in the project
 FILES = {
     "train.py.tmpl": "train.py",
@@ -100,14 +102,8 @@ def dataset_csv(rows: int = DATA_ROWS, seed: int = 0) -> str:
 def _git_init(path: Path) -> None:
     """A repository of its own, unless the folder is already inside one (runs record commits)."""
     try:
-        inside = subprocess.run(
-            ["git", "rev-parse", "--is-inside-work-tree"],
-            cwd=path,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        inside = run_git("rev-parse", "--is-inside-work-tree", cwd=path, timeout=10)
         if inside.returncode != 0:
-            subprocess.run(["git", "init", "-q"], cwd=path, capture_output=True, timeout=10)
+            run_git("init", "-q", cwd=path, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         pass  # no git: the project still works, its runs just record no commit

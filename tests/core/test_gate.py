@@ -13,7 +13,7 @@ from repro_common import capture
 from repro_common.gate import RULES, check_run
 from repro_common.manifest import Manifest
 from repro_common.runs import load_run
-from repro_common.tracks import verify_snapshots
+from repro_common.snapshots import verify_snapshots
 from support.git import commit_all, make_repo
 from support.training_runs import script_files, train
 

@@ -12,7 +12,7 @@ import pytest
 
 from mlflow_repro_plugin.provider import manifest_tags
 from repro_common.manifest import Manifest
-from wandb_repro_plugin.core import config_summary
+from wandb_repro_plugin.run_config import config_summary
 from wandb_repro_plugin.source import load_run
 
 ONES, TWOS, THREES = ("blake3:" + digit * 64 for digit in "123")
@@ -148,3 +148,16 @@ def test_the_three_views_agree_on_every_value_mlflow_can_hold(tmp_path: Any) -> 
     shared = set(tags) & set(read) - {"repro.data.long"}
     assert shared >= {"repro.manifest.digest", "repro.env.python", "repro.git.dirty", "repro.seed"}
     assert {k: tags[k] for k in shared} == {k: read[k] for k in shared}
+
+
+def test_the_mlflow_adapter_spells_the_summary_names_the_core_defines() -> None:
+    """The provider spells a few names itself (it must not import the core with MLflow)."""
+    from mlflow_repro_plugin import tags
+    from repro_common import summary
+
+    assert (tags.ERRORS_TAG, tags.CAPTURE_ID_TAG, tags.ARTIFACTS_TAG, tags.TRACK_TAG) == (
+        summary.CAPTURE_ERRORS,
+        summary.CAPTURE_ID,
+        summary.ARTIFACTS,
+        summary.TRACK,
+    )

@@ -12,15 +12,13 @@ import pytest
 from repro_common import capture, track_data
 from repro_common.artifacts import artifact_files
 from repro_common.manifest import Manifest
-from repro_common.spec import render_dockerfile
-from repro_common.tracks import (
+from repro_common.production import (
     forget_warnings,
-    plan_snapshot,
     production_requirements,
-    snapshot_limit_bytes,
-    verify_uploaded_snapshot,
     warn_unmet_requirements,
 )
+from repro_common.snapshots import plan_snapshot, snapshot_limit_bytes, verify_uploaded_snapshot
+from repro_common.spec import render_dockerfile
 from support.git import make_repo
 from support.inputs_registry import clear_registry
 from wandb_repro_plugin.source import WandbDirBackend
@@ -215,7 +213,7 @@ def test_a_production_capture_warns_once_about_each_unmet_requirement(
 ) -> None:
     """Outside git: the production track says so at run start, once."""
     from repro_common import reset_cache
-    from repro_common.tracks import forget_warnings
+    from repro_common.production import forget_warnings
 
     forget_warnings()
     monkeypatch.chdir(tmp_path)

@@ -40,12 +40,12 @@ def client(module_store: str, project: Path, request: pytest.FixtureRequest) -> 
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from mlflow_repro_plugin import datasets, uploader
+    from mlflow_repro_plugin import failures, live_inputs, uploader
     from support.inputs_registry import clear_registry
 
     clear_registry()
-    datasets.install()
-    uploader._warned.clear()
+    live_inputs.install()
+    failures._warned.clear()
     mlflow.set_tracking_uri(module_store)
     mlflow.set_experiment(f"{request.node.name[:60]}-{uuid.uuid4().hex[:8]}")
     yield MlflowClient(module_store)
@@ -53,7 +53,7 @@ def client(module_store: str, project: Path, request: pytest.FixtureRequest) -> 
         mlflow.end_run()
     assert uploader.flush(60), "the uploader did not drain after the test"
     clear_registry()
-    uploader._warned.clear()
+    failures._warned.clear()
     # set_tracking_uri/set_experiment also export MLFLOW_* variables: later subprocesses must not see them.
     mlflow.set_tracking_uri(None)
     mlflow.tracking.fluent._active_experiment_id = None

@@ -134,10 +134,10 @@ def test_tracking_server_down_then_back_upload_gives_up_in_time_or_retries_throu
     Run B's upload (long timeout) retries with backoff until the restarted server answers."""
     from mlflow.tracking import MlflowClient
 
-    from mlflow_repro_plugin import datasets
+    from mlflow_repro_plugin import failures, live_inputs
 
-    datasets.install()
-    uploader._warned.clear()
+    live_inputs.install()
+    failures._warned.clear()
     monkeypatch.setenv(
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"
     )  # only our retry loop bridges the gap

@@ -9,10 +9,10 @@ import pytest
 
 import mlflow_repro_plugin as repro
 from mlflow_repro_plugin import uploader
-from mlflow_repro_plugin.provider import (
+from mlflow_repro_plugin.provider import ReproRunContextProvider
+from mlflow_repro_plugin.tags import (
     MAX_TAG_KEY,
     MAX_TAG_VALUE,
-    ReproRunContextProvider,
     errors_value,
     manifest_tags,
     tag_key,

@@ -13,6 +13,7 @@ from mlflow_reads import artifact, repro_names
 
 import mlflow_repro_plugin as repro
 from mlflow_repro_plugin import uploader
+from mlflow_repro_plugin.run_site import RunNotVisible
 from repro_common.manifest import Manifest
 from support.git import git
 
@@ -232,7 +233,7 @@ def test_the_uploader_finds_a_run_by_its_capture_id_without_the_creating_frame(c
             capture_id=tags["repro.capture.id"], manifest=None, experiment_id=hint
         )
         assert uploader.find_runs(client, job) == [run.info.run_id]
-    with pytest.raises(uploader.RunNotVisible):
+    with pytest.raises(RunNotVisible):
         uploader.find_runs(client, uploader.UploadJob(capture_id="0" * 32, manifest=None))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_repro_plugin import uploader
+from mlflow_repro_plugin import failures
 from repro_common.text import MESSAGE_MAX_CHARS, json_safe, quote_name, unquote_name
 from support.git import make_repo
 from support.records import MLFLOW_TRAIN, read_run, run_mlflow_script
@@ -72,9 +72,9 @@ def test_json_safe_quotes_only_what_utf8_cannot_carry() -> None:
 
 def test_warnings_stay_one_short_line(caplog: pytest.LogCaptureFixture) -> None:
     huge = "manifest {\n" + "x" * 25_000 + "\n}"
-    uploader._warned.clear()
+    failures._warned.clear()
     with caplog.at_level(logging.WARNING, logger="mlrepro"):
-        uploader.warn_once("upload", "mlrepro could not complete a run's repro/ record: %r", huge)
-    uploader._warned.clear()
+        failures.warn_once("upload", "mlrepro could not complete a run's repro/ record: %r", huge)
+    failures._warned.clear()
     (message,) = [r.getMessage() for r in caplog.records if r.name == "mlrepro"]
     assert "\n" not in message and len(message) < MESSAGE_MAX_CHARS + 100

@@ -253,7 +253,7 @@ class RestartGateway:
 def test_server_restart_between_run_creation_and_upload_upload_retries_and_succeeds(
     team_stack: Any, project: Path
 ) -> None:
-    from mlflow_repro_plugin.uploader import FIRST_BACKOFF
+    from mlflow_repro_plugin.failures import FIRST_BACKOFF
     from repro_common.manifest import Manifest
 
     experiment = "team-server-restart"

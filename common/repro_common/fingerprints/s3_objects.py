@@ -520,7 +520,7 @@ def reopen_s3(item: dict[str, Any], *, use_cache: bool = True) -> dict[str, Any]
 def snapshot_plan(item: dict[str, Any]) -> Any:
     """How an object in an unversioned bucket becomes retrievable: a copy in the run (fetched
     only when the copy is made, see RemoteSnapshotPlan.fetch), within the snapshot limit."""
-    from repro_common.tracks import SNAPSHOT_LIMIT_ENV, snapshot_limit_bytes
+    from repro_common.snapshots import SNAPSHOT_LIMIT_ENV, snapshot_limit_bytes
 
     name = str(item.get("name"))
     uri = item.get("uri")
@@ -559,10 +559,10 @@ _plan_types: list[Any] = []
 
 
 def _plan_type() -> Any:
-    """RemoteSnapshotPlan, built on first use (tracks imports this module lazily)."""
+    """RemoteSnapshotPlan, built on first use (snapshots imports this module lazily)."""
     if _plan_types:
         return _plan_types[0]
-    from repro_common.tracks import SnapshotPlan, snapshot_prefix
+    from repro_common.snapshots import SnapshotPlan, snapshot_prefix
 
     class RemoteSnapshotPlan(SnapshotPlan):
         """A snapshot of S3 objects: `fetch()` downloads the recorded content into a temporary
