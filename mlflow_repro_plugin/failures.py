@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 
 from mlflow_repro_plugin.run_site import RunNeverCreated, RunNotVisible
 from repro_common import logs
+from repro_common.settings import env_float
 
 log = logging.getLogger("mlrepro")
 T = TypeVar("T")
@@ -53,12 +53,7 @@ def warn_once(kind: str, message: str, *args: Any) -> None:
 
 def upload_timeout() -> float:
     """MLREPRO_UPLOAD_TIMEOUT in seconds (default 30): how long a job retries, how long exit waits."""
-    raw = os.environ.get("MLREPRO_UPLOAD_TIMEOUT", "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_TIMEOUT
-    except ValueError:
-        value = DEFAULT_TIMEOUT
-    return max(0.0, value)
+    return max(0.0, env_float("MLREPRO_UPLOAD_TIMEOUT", DEFAULT_TIMEOUT))
 
 
 def _is_permanent(exc: BaseException) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repro_common.manifest import Manifest
+from repro_common.settings import env_float
 
 if TYPE_CHECKING:
     from repro_common.runs import RunBackend
@@ -31,11 +32,7 @@ SNAPSHOT_ROOT = "data"  # inside repro/
 
 def snapshot_limit_bytes() -> int:
     """Largest input copied into a snapshot, in bytes (MLREPRO_SNAPSHOT_LIMIT_MB, default 100)."""
-    raw = os.environ.get(SNAPSHOT_LIMIT_ENV, "").strip()
-    try:
-        megabytes = float(raw) if raw else DEFAULT_SNAPSHOT_LIMIT_MB
-    except ValueError:
-        megabytes = DEFAULT_SNAPSHOT_LIMIT_MB
+    megabytes = env_float(SNAPSHOT_LIMIT_ENV, DEFAULT_SNAPSHOT_LIMIT_MB)
     return max(0, int(megabytes * 1024 * 1024))
 
 
