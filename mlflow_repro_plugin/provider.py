@@ -79,6 +79,7 @@ def _warn_collector_errors(manifest: Manifest) -> None:
 def run_tags(site: RunSite) -> dict[str, str]:
     """Capture this process, build the tags, and schedule the `repro/` upload for the new run."""
     from mlflow_repro_plugin import uploader
+    from repro_common import summary as record_summary
     from repro_common.capture import capture
 
     capture_id = uuid.uuid4().hex
@@ -89,8 +90,8 @@ def run_tags(site: RunSite) -> dict[str, str]:
     # gone, process killed) reads as incomplete without anyone having to write it afterwards.
     tags = manifest_tags(manifest)
     tags[CAPTURE_ID_TAG] = capture_id
-    remote = manifest.code.get("remote")
-    if isinstance(remote, str) and remote:
+    remote = record_summary.remote(manifest)
+    if remote:
         # MLflow's own git provider strips user-info only up to the first `/` and keeps
         # query tokens; providers registered after it win, so its URL tags get ours.
         tags.update({GIT_REPO_URL_TAG: clip(remote), LEGACY_GIT_REPO_URL_TAG: clip(remote)})

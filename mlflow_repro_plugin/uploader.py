@@ -300,13 +300,14 @@ def _complete_ranks(manifest: Manifest, deadline: float) -> None:
     Rank zero creates the run as soon as the process group is up; the other ranks post
     their seeds a moment later (repro_common.seeds.announce_rank_seed). `seeds.ranks` is
     outside the digest, so the tags written at creation stay right."""
-    ranks = manifest.seeds.get("ranks")
-    if not isinstance(ranks, dict) or int(ranks.get("world_size") or 1) <= 1:
-        return
     from repro_common import seeds
+    from repro_common.summary import rank_seeds
 
+    ranks = rank_seeds(manifest)
+    if ranks is None or int(ranks.get("world_size") or 1) <= 1:
+        return
     wait = max(0.0, min(RANK_SEEDS_WAIT, deadline - time.monotonic()))
-    manifest.seeds["ranks"] = seeds.await_rank_seeds(ranks, wait)
+    manifest.set_rank_seeds(seeds.await_rank_seeds(ranks, wait))
 
 
 def _deliver(

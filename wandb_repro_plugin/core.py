@@ -128,9 +128,9 @@ def record_run(
     summary: dict[str, Any] = {}
     if manifest is not None:
         if ranks:
-            manifest.seeds["ranks"] = ranks
+            manifest.set_rank_seeds(ranks)
             manifest.refresh_digest()
-        manifest.capture["errors"] = manifest.errors + early
+        manifest.add_errors(early)
         no_files: dict[str, bytes] = {}
         # First: listing the files re-digests the manifest, and the config carries that digest.
         files = guarded("record_files", lambda: record_files(manifest), no_files, late)

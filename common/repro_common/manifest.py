@@ -286,6 +286,14 @@ class Manifest:
     def errors(self) -> list[dict[str, Any]]:
         return list(self.capture.get("errors") or [])
 
+    def add_errors(self, errors: list[dict[str, Any]]) -> None:
+        """Failures met after capture (an adapter's own): outside the digest, like the others."""
+        self.capture["errors"] = self.errors + list(errors)
+
+    def set_rank_seeds(self, ranks: dict[str, Any]) -> None:
+        """The seeds every rank of a distributed run used, completed after capture."""
+        self.seeds["ranks"] = ranks
+
 
 def check_field_types(doc: dict[str, Any]) -> None:
     """Raise ManifestError naming the first field whose type readers cannot walk.

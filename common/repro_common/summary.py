@@ -54,6 +54,18 @@ def dirty(manifest: Manifest) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+def remote(manifest: Manifest) -> str | None:
+    """The git remote the code came from (credentials already stripped at capture)."""
+    value = manifest.code.get("remote")
+    return value if isinstance(value, str) and value else None
+
+
+def rank_seeds(manifest: Manifest) -> dict[str, Any] | None:
+    """The per-rank seeds of a distributed run (`seeds.ranks`), None for one process."""
+    ranks = manifest.seeds.get("ranks")
+    return ranks if isinstance(ranks, dict) else None
+
+
 def global_seed(manifest: Manifest) -> Any:
     """The seed the run was given (an int in a valid record; 0 is a seed), None when none."""
     return manifest.seeds.get("global")
