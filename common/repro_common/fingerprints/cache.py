@@ -24,6 +24,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from repro_common.logs import Once
+
 CACHE_FILE = "fingerprints-v1.sqlite3"
 # A file modified this recently may change again within the same mtime tick
 # (1-2 s on some filesystems) without its key changing: hash it, do not cache it
@@ -94,16 +96,12 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("mlrepro", appauthor=False))
 
 
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
+_warned = Once()
 
 
 def _warn_once(key: str, message: str) -> None:
-    with _warned_lock:
-        if key in _warned:
-            return
-        _warned.add(key)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    if _warned.first(key):
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 class FingerprintCache:
