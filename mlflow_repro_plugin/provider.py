@@ -2,8 +2,9 @@
 
 MLflow imports this module while `import mlflow` is still running (entry point
 `mlflow.run_context_provider`) and forgives only ImportError/AttributeError, so
-it imports the standard library, our core and the provider base class, nothing
-else. The constructor is cheap: it starts collecting the environment and the
+at import it loads the standard library, the provider base class and our `tags`
+and `run_site` (standard library only), nothing else; the core comes when a run
+is created. The constructor is cheap: it starts collecting the environment and the
 code in the background, while the user's script is still importing.
 """
 
@@ -41,7 +42,7 @@ if "mlflow" not in sys.modules:  # pragma: no cover - only when this module is i
 else:
     from mlflow.tracking.context.abstract_context import RunContextProvider
 
-# Importers of this module's names before the tags had a module of their own.
+# Its own names, and the tag names importers found here before `tags` was a module.
 __all__ = [
     "CAPTURE_ID_TAG",
     "ERRORS_TAG",
