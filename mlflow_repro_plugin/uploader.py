@@ -394,9 +394,10 @@ def _refreshed_files(manifest: Manifest, items: list[dict[str, Any]]) -> dict[st
     (the other files are already in `repro/` and have not changed)."""
     from repro_common.artifacts import MANIFEST, record_files
     from repro_common.snapshots import snapshot_prefix
+    from repro_common.tracks import PRODUCTION
 
     files = record_files(manifest)  # always: it lists every file in the new digest
-    if manifest.track != "production":
+    if manifest.track != PRODUCTION:
         return {MANIFEST: files[MANIFEST]}
     prefixes = tuple(snapshot_prefix(str(item.get("name"))) + "/" for item in items)
     return {

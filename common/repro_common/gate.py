@@ -19,7 +19,7 @@ from repro_common.environment import canonical_name
 from repro_common.manifest import LEGACY_RULE_NOTE, Manifest, ManifestError
 from repro_common.runs import record_incomplete
 from repro_common.snapshots import plan_snapshot, snapshot_counts, snapshot_stored
-from repro_common.tracks import check_track, run_track
+from repro_common.tracks import PRODUCTION, check_track, run_track
 
 if TYPE_CHECKING:
     from repro_common.runs import RunRecord
@@ -466,7 +466,7 @@ def evaluate(
         data_rule(manifest, artifacts),
     ]
     for rule in rules:
-        rule.required = track == "production"
+        rule.required = track == PRODUCTION
     return _with_remedies(rules)
 
 
@@ -498,7 +498,7 @@ def check_run(
         rules += evaluate(record.manifest, chosen, stored, allow_packages)
     else:
         rules += [
-            RuleResult(name, False, "no manifest to check", required=chosen == "production")
+            RuleResult(name, False, "no manifest to check", required=chosen == PRODUCTION)
             for name in RULES[1:]
         ]
     return GateReport(run=record.run_id or record.ref, track=chosen, rules=_with_remedies(rules))
