@@ -212,3 +212,15 @@ def test_an_inherited_seed_that_was_never_applied_fails_the_seeds_rule(tmp_path:
         env=clean_env(),
     )
     assert seeds_rule(Manifest.from_json(seeded.stdout)).passed
+
+
+def test_both_adapters_export_the_one_gate_api_of_the_core() -> None:
+    """A registration script gets the same check whichever tracker it imports."""
+    import mlflow_repro_plugin
+    import wandb_repro_plugin
+    from mlflow_repro_plugin import gate as mlflow_gate
+    from repro_common import registration
+
+    for module in (mlflow_repro_plugin, wandb_repro_plugin, mlflow_gate):
+        assert module.require_reproducible is registration.require_reproducible
+        assert module.ReproducibilityError is registration.ReproducibilityError
