@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from repro_common import summary
 from repro_common.manifest import Manifest, ManifestError
 
 SOURCE_GROUP = "mlrepro.run_sources"
 RECORD_MAX_MB_DEFAULT = 64  # MLREPRO_MAX_RECORD_MB: a larger manifest is refused unread
-DIGEST_TAG = "repro.manifest.digest"
-ANNOUNCED_TAG = "repro.artifacts"  # what repro/ will hold, set when the run is created
-ERRORS_TAG = "repro.capture.errors"
+DIGEST_TAG = summary.MANIFEST_DIGEST
+ANNOUNCED_TAG = summary.ARTIFACTS  # what repro/ will hold, set when the run is created
+ERRORS_TAG = summary.CAPTURE_ERRORS
 # Runs recorded before `repro.artifacts` carried this note from creation until their upload landed.
 LEGACY_PENDING_NOTE = "artifacts: repro/ upload pending"
 

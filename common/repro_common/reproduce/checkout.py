@@ -6,33 +6,22 @@ prompts and only safe transports.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from repro_common.git import run_git
 from repro_common.reproduce.workspace import ReproduceError, Step, short
-
-# Transports a recorded remote may use: no `ext::` (it runs a command), no unknown helpers.
-GIT_PROTOCOLS = "file:git:http:https:ssh"
 
 
 def _git(
     *args: str, cwd: Path | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """git with no prompts and safe transports; callers put `--` before every record value."""
-    env = {
-        **os.environ,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "true",
-        "GIT_ALLOW_PROTOCOL": GIT_PROTOCOLS,
-    }
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=20")
+    """The core's hardened git (no prompts, safe transports); callers put `--` before every
+    record value."""
     try:
-        return subprocess.run(
-            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-        )
+        return run_git(*args, cwd=cwd, timeout=timeout)
     except FileNotFoundError as exc:
         raise ReproduceError("git is not installed: it is needed to rebuild the code") from exc
     except subprocess.TimeoutExpired as exc:

@@ -16,9 +16,7 @@ from repro_common.reproduce import tracking
 from repro_common.reproduce.input_checks import table_version_variables
 from repro_common.reproduce.workspace import CODE_DIR, VENV_DIR, Workspace
 from repro_common.runs import RunRecord
-
-# Device selection belongs to the machine, not to the run's numerics.
-HOST_SPECIFIC_VARIABLES = frozenset({"CUDA_VISIBLE_DEVICES"})
+from repro_common.spec import HOST_SPECIFIC_VARIABLES  # device choice: the machine's, not the run's
 
 
 def requirements(record: RunRecord) -> bytes:

@@ -46,7 +46,9 @@ def python_mismatch(manifest: Manifest) -> str | None:
 
 
 def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    from repro_common.environment import canonical_name
+
+    return canonical_name(name)
 
 
 def unpinned_packages(manifest: Manifest) -> list[tuple[str, str]]:
