@@ -27,6 +27,7 @@ from repro_common.git import git_env
 from repro_common.isolation import error_entry
 from repro_common.manifest import digest_bytes
 from repro_common.redact import redact_argv, strip_userinfo
+from repro_common.sections import CodeSection
 from repro_common.text import quote_name
 
 DIFF_MAX_BYTES = 2 * 1024 * 1024  # tracked diff kept for the artifact
@@ -453,7 +454,7 @@ def _collect_git(root: str, section: dict[str, Any]) -> None:
         _tracked_texts[key] = kept.decode("utf-8", errors="replace")
 
 
-def diff_text(code_section: dict[str, Any]) -> str | None:
+def diff_text(code_section: CodeSection) -> str | None:
     """One patch for `git apply` on the recorded commit: tracked changes plus unversioned sources.
 
     Available in the process that captured, or rebuilt from the checkout while it
@@ -472,7 +473,7 @@ def diff_text(code_section: dict[str, Any]) -> str | None:
     return text or None
 
 
-def _assemble(section: dict[str, Any]) -> str | None:
+def _assemble(section: CodeSection) -> str | None:
     root = str(section["root"])
     pieces = []
     if section.get("diff_digest"):
@@ -489,7 +490,7 @@ def _assemble(section: dict[str, Any]) -> str | None:
     return "".join(pieces)
 
 
-def _reread(section: dict[str, Any]) -> None:
+def _reread(section: CodeSection) -> None:
     """Fill the patch pieces from the checkout, each only if it matches its recorded digest."""
     root = str(section["root"])
     env = git_env()

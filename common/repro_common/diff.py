@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from repro_common.manifest import Manifest
 from repro_common.outcomes import is_timing
+from repro_common.sections import CodeSection, EnvironmentSection, SeedsSection
 
 if TYPE_CHECKING:
     from repro_common.runs import RunRecord
@@ -192,7 +193,7 @@ def _compare(a: dict[str, Any], b: dict[str, Any]) -> list[Change]:
     return changes
 
 
-def _packages(env: dict[str, Any]) -> dict[str, Any]:
+def _packages(env: EnvironmentSection) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for package in env.get("packages") or []:
         value = str(package.get("version"))
@@ -210,7 +211,7 @@ def _packages(env: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _platform(env: dict[str, Any]) -> dict[str, Any]:
+def _platform(env: EnvironmentSection) -> dict[str, Any]:
     py, os_info, hw = env.get("python") or {}, env.get("os") or {}, env.get("hardware") or {}
     return {
         "python": py.get("version"),
@@ -225,7 +226,7 @@ def _platform(env: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _code(code: dict[str, Any]) -> dict[str, Any]:
+def _code(code: CodeSection) -> dict[str, Any]:
     sources = {
         f"unversioned {s.get('path')}": s.get("digest")
         for s in code.get("unversioned_sources") or []
@@ -240,7 +241,7 @@ def _code(code: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _seeds(seeds: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
+def _seeds(seeds: SeedsSection, variables: dict[str, Any]) -> dict[str, Any]:
     return flatten(
         {
             "global": seeds.get("global"),
@@ -253,7 +254,7 @@ def _seeds(seeds: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def seeds_known(seeds: dict[str, Any]) -> bool:
+def seeds_known(seeds: SeedsSection) -> bool:
     """A global seed was recorded and applied in the process (not just announced to it)."""
     return seeds.get("global") is not None and seeds.get("seeded") is not False
 
@@ -262,7 +263,7 @@ def _which(missing_a: bool, missing_b: bool) -> str:
     return "A and B" if missing_a and missing_b else ("A" if missing_a else "B")
 
 
-def _rng_digests(seeds: dict[str, Any]) -> dict[str, Any]:
+def _rng_digests(seeds: SeedsSection) -> dict[str, Any]:
     digests = seeds.get("rng_digests") or {}
     return {f"rng.{k}": v for k, v in digests.items()} if isinstance(digests, dict) else {}
 
@@ -290,7 +291,7 @@ def _seed_changes(a: Manifest, b: Manifest) -> tuple[list[Change], str | None]:
     return changes, f"not recorded in {_which(not known_a, not known_b)} — outcomes can differ"
 
 
-def _variables(env: dict[str, Any]) -> dict[str, Any]:
+def _variables(env: EnvironmentSection) -> dict[str, Any]:
     return {k: v for k, v in (env.get("variables") or {}).items() if k not in SEED_VARIABLES}
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from repro_common.environment import canonical_name
 from repro_common.manifest import LEGACY_RULE_NOTE, Manifest, ManifestError
 from repro_common.runs import record_incomplete
+from repro_common.sections import CodeSection
 from repro_common.snapshots import plan_snapshot, snapshot_counts, snapshot_stored
 from repro_common.tracks import PRODUCTION, check_track, run_track
 
@@ -284,7 +285,7 @@ def code_rule(manifest: Manifest, artifacts: set[str] | None) -> RuleResult:
     )
 
 
-def _own_checkout(package: dict[str, Any], code: dict[str, Any]) -> bool:
+def _own_checkout(package: dict[str, Any], code: CodeSection) -> bool:
     """An editable install of the run's own checkout: the code record (commit + diff) rebuilds it."""
     url, root = str(package.get("url") or ""), code.get("root")
     if not (package.get("editable") and url.startswith("file://") and root and code.get("commit")):

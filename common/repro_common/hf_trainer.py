@@ -17,6 +17,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from repro_common.sections import SeedsSection
+
 # How far up the stack to look: Trainer.train -> _inner_training_loop -> callback handler
 # -> callback -> mlflow.start_run -> registry -> provider -> capture, with room to spare.
 MAX_FRAMES = 64
@@ -130,7 +132,7 @@ def cheap(dataset: Any) -> bool:
     return False
 
 
-def record_warnings(seeds: dict[str, Any]) -> list[str]:
+def record_warnings(seeds: SeedsSection) -> list[str]:
     """What `reproduce` and `diff` say about a record's Trainer seeds (untrusted: plain text)."""
     trainer = seeds.get("trainer") if isinstance(seeds, dict) else None
     if not isinstance(trainer, dict) or trainer.get("model_seeded") is not False:
@@ -160,7 +162,7 @@ def annotate(
     return [*(inputs or []), *trainer_inputs(trainer, taken, errors)]
 
 
-def unseeded_models(seeds_a: dict[str, Any], seeds_b: dict[str, Any]) -> str | None:
+def unseeded_models(seeds_a: SeedsSection, seeds_b: SeedsSection) -> str | None:
     """Why `diff` cannot call two seeded Trainer runs' seeds the same: a model built before
     the Trainer seeded (None when neither record says so)."""
     which = [label for label, seeds in (("A", seeds_a), ("B", seeds_b)) if record_warnings(seeds)]

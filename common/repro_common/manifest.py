@@ -24,6 +24,8 @@ from typing import Any
 
 import blake3
 
+from repro_common.sections import CaptureSection, CodeSection, EnvironmentSection, SeedsSection
+
 SCHEMA_ID = "mlrepro.manifest/1"
 TRACKS = ("exploratory", "production")
 ARTIFACT_DIR = "repro"  # the run's folder of record files, manifest.json among them
@@ -151,7 +153,7 @@ def digest_version_of(doc: dict[str, Any]) -> int:
     raise ManifestError(f"unknown digest_version {version!r}: this mlrepro knows rules 1 and 2")
 
 
-def environment_digest(environment: dict[str, Any]) -> str:
+def environment_digest(environment: EnvironmentSection) -> str:
     """Digest of the environment section alone (same exclusions as the manifest digest)."""
     return digest_bytes(canonical_json(_relevant_view({"environment": environment})["environment"]))
 
@@ -177,11 +179,11 @@ class ManifestError(ValueError):
 class Manifest:
     """One run's record. Sections are plain JSON-ready dicts/lists."""
 
-    environment: dict[str, Any] = field(default_factory=dict)
-    code: dict[str, Any] = field(default_factory=dict)
-    seeds: dict[str, Any] = field(default_factory=dict)
+    environment: EnvironmentSection = field(default_factory=lambda: EnvironmentSection())
+    code: CodeSection = field(default_factory=lambda: CodeSection())
+    seeds: SeedsSection = field(default_factory=lambda: SeedsSection())
     data: list[dict[str, Any]] = field(default_factory=list)
-    capture: dict[str, Any] = field(default_factory=dict)
+    capture: CaptureSection = field(default_factory=lambda: CaptureSection())
     track: str = "exploratory"
     schema: str = SCHEMA_ID
     digest: str = ""

@@ -58,6 +58,11 @@ class SnapshotPlan:
     def retrievable(self) -> bool:
         return self.status in ("dvc", "snapshot", "table")
 
+    def fetch(self) -> str | None:
+        """Bring remote data next to us before it is copied; None, or why it failed.
+        Local data is already here (see s3_snapshots for data that is not)."""
+        return None
+
 
 PATH_KINDS = ("file", "directory")
 
@@ -81,7 +86,8 @@ def input_path(item: dict[str, Any], manifest: Manifest | None = None) -> Path |
         if candidate.is_absolute():
             return candidate
         code = manifest.code if manifest is not None else {}
-        bases = [Path(code["root"]) / (code.get("cwd") or "")] if code.get("root") else []
+        root = code.get("root")
+        bases = [Path(root) / (code.get("cwd") or "")] if root else []
         for base in [*bases, Path.cwd()]:
             if (base / candidate).exists():
                 return base / candidate
@@ -121,9 +127,7 @@ def plan_snapshot(item: dict[str, Any], manifest: Manifest | None = None) -> Sna
     if pinned_by_version(item):
         return _table_plan(name, item)
     if item.get("kind") == "s3":  # an unversioned bucket: only a copy makes it retrievable
-        from repro_common.fingerprints.s3_objects import snapshot_plan
-
-        return snapshot_plan(item)
+        return s3_snapshot_plan(item)
     if item.get("partial"):
         return SnapshotPlan(name, item, "partial", f"{name!r} was only partly fingerprinted")
     dvc = item.get("dvc") or {}
@@ -172,9 +176,9 @@ def plan_snapshot(item: dict[str, Any], manifest: Manifest | None = None) -> Sna
 
 def local_mismatch(plan: SnapshotPlan) -> str | None:
     """Why the data at the recorded path no longer matches its fingerprint (None when it does)."""
-    fetch = getattr(plan, "fetch", None)  # remote data (S3) is downloaded first
-    if fetch is not None and (problem := fetch()) is not None:
-        return str(problem)
+    problem = plan.fetch()  # remote data (S3) is downloaded first
+    if problem is not None:
+        return problem
     if plan.path is None:
         return None
     if not plan.path.exists():
@@ -253,3 +257,81 @@ def snapshot_stored(item: dict[str, Any], artifacts: set[str]) -> bool:
     if expected is not None:
         return stored >= expected and (stored > 0 or expected == 0)
     return stored > 0
+
+
+# S3 objects in buckets without versioning are not immutable (an overwrite replaces them):
+# the production track copies them into the run like a local file, downloaded only then.
+
+
+class RemoteSnapshotPlan(SnapshotPlan):
+    """A snapshot of S3 objects: `fetch()` downloads the recorded content into a temporary
+    folder that lives as long as the plan, then it is copied like a local file or folder."""
+
+    staging: tempfile.TemporaryDirectory[str] | None = None
+
+    def fetch(self) -> str | None:
+        if self.path is not None:
+            return None
+        from repro_common.fingerprints.s3_objects import (
+            current_objects,
+            download_object,
+            recorded_objects,
+            s3_client,
+        )
+        from repro_common.table_inputs import TableInputError
+
+        try:
+            loc, recorded = recorded_objects(self.item)
+            client = s3_client()
+            objects = current_objects(client, loc, recorded)
+            self.staging = tempfile.TemporaryDirectory(prefix="mlrepro-s3-")
+            root = Path(self.staging.name)
+            base = loc.key.rstrip("/").rsplit("/", 1)[-1] or loc.bucket
+            target = root / base
+            for obj in objects:
+                rel = obj.key[len(loc.key) :] if loc.is_prefix else ""
+                local = target / rel if rel else target
+                if not _inside_folder(root, local):
+                    raise TableInputError(f"s3://{loc.bucket}/{obj.key} leaves its folder")
+                local.parent.mkdir(parents=True, exist_ok=True)
+                download_object(client, loc.bucket, obj, local)
+        except TableInputError as exc:
+            return f"{self.name}: {exc}"
+        prefix = snapshot_prefix(self.name)
+        if loc.is_prefix:
+            files = sorted(p for p in target.rglob("*") if p.is_file())
+            self.files = [(p, f"{prefix}/{base}/{p.relative_to(target).as_posix()}") for p in files]
+        else:
+            self.files = [(target, f"{prefix}/{base}")]
+        self.path = target
+        return None
+
+
+def s3_snapshot_plan(item: dict[str, Any]) -> SnapshotPlan:
+    """How an object in an unversioned bucket becomes retrievable: a copy in the run (fetched
+    only when the copy is made, see RemoteSnapshotPlan.fetch), within the snapshot limit."""
+    name = str(item.get("name"))
+    uri = item.get("uri")
+    size = int(item.get("size_bytes") or 0)
+    limit = snapshot_limit_bytes()
+    if size > limit:
+        return RemoteSnapshotPlan(
+            name,
+            item,
+            "too_large",
+            f"{name!r} ({uri}) is in an S3 bucket without versioning, so not immutable, and at "
+            f"{size / 2**20:.1f} MB it is over the {limit / 2**20:.0f} MB snapshot limit "
+            f"({SNAPSHOT_LIMIT_ENV}): turn on versioning for the bucket",
+            size_bytes=size,
+        )
+    return RemoteSnapshotPlan(
+        name,
+        item,
+        "snapshot",
+        f"{name!r} ({uri}) is in an S3 bucket without versioning: it is copied to the run",
+        size_bytes=size,
+    )
+
+
+def _inside_folder(root: Path, path: Path) -> bool:
+    return root.resolve() in path.resolve().parents

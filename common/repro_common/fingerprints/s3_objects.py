@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -440,7 +439,7 @@ def _prefix_entry(
     }
 
 
-def _recorded(item: dict[str, Any]) -> tuple[S3Location, list[dict[str, Any]]]:
+def recorded_objects(item: dict[str, Any]) -> tuple[S3Location, list[dict[str, Any]]]:
     """The recorded location and objects (one for an object), validated: a record is untrusted."""
     loc = parse_s3_uri(str(item.get("uri") or ""))
     if item.get("layout") == "prefix":
@@ -460,7 +459,7 @@ def _recorded(item: dict[str, Any]) -> tuple[S3Location, list[dict[str, Any]]]:
     ]
 
 
-def _now_objects(client: Any, loc: S3Location, recorded: list[dict[str, Any]]) -> list[S3Object]:
+def current_objects(client: Any, loc: S3Location, recorded: list[dict[str, Any]]) -> list[S3Object]:
     """The recorded objects as the store has them now: each version by its id (every version
     must still exist); without versions, the current object, which must be the recorded one."""
     if loc.is_prefix:
@@ -495,8 +494,8 @@ def check_s3(item: dict[str, Any]) -> str | None:
     """None while every recorded object version can still be fetched (HEAD or one listing, no
     download: a VersionId never changes content); else one line saying what is gone."""
     try:
-        loc, recorded = _recorded(item)
-        _now_objects(s3_client(), loc, recorded)
+        loc, recorded = recorded_objects(item)
+        current_objects(s3_client(), loc, recorded)
     except TableInputError as exc:
         return str(exc)
     return None
@@ -505,45 +504,13 @@ def check_s3(item: dict[str, Any]) -> str | None:
 def reopen_s3(item: dict[str, Any], *, use_cache: bool = True) -> dict[str, Any]:
     """The recorded objects described again, each by its recorded version (TableInputError when
     one is gone or was overwritten): for reproduce, whose fingerprint must match the record."""
-    loc, recorded = _recorded(item)
+    loc, recorded = recorded_objects(item)
     client = s3_client()
-    objects = _now_objects(client, loc, recorded)
+    objects = current_objects(client, loc, recorded)
     name, source = str(item.get("name")), item.get("source")
     if loc.is_prefix:
         return _prefix_entry(client, loc, name, source, use_cache, objects)
     return _object_entry(client, loc, objects[0], name, source, use_cache)
-
-
-# ---------------------------------------------------------------- snapshots
-
-
-def snapshot_plan(item: dict[str, Any]) -> Any:
-    """How an object in an unversioned bucket becomes retrievable: a copy in the run (fetched
-    only when the copy is made, see RemoteSnapshotPlan.fetch), within the snapshot limit."""
-    from repro_common.snapshots import SNAPSHOT_LIMIT_ENV, snapshot_limit_bytes
-
-    name = str(item.get("name"))
-    uri = item.get("uri")
-    size = int(item.get("size_bytes") or 0)
-    limit = snapshot_limit_bytes()
-    plan_type = _plan_type()
-    if size > limit:
-        return plan_type(
-            name,
-            item,
-            "too_large",
-            f"{name!r} ({uri}) is in an S3 bucket without versioning, so not immutable, and at "
-            f"{size / 2**20:.1f} MB it is over the {limit / 2**20:.0f} MB snapshot limit "
-            f"({SNAPSHOT_LIMIT_ENV}): turn on versioning for the bucket",
-            size_bytes=size,
-        )
-    return plan_type(
-        name,
-        item,
-        "snapshot",
-        f"{name!r} ({uri}) is in an S3 bucket without versioning: it is copied to the run",
-        size_bytes=size,
-    )
 
 
 def unversioned_reason(item: dict[str, Any]) -> str:
@@ -555,62 +522,7 @@ def unversioned_reason(item: dict[str, Any]) -> str:
     )
 
 
-_plan_types: list[Any] = []
-
-
-def _plan_type() -> Any:
-    """RemoteSnapshotPlan, built on first use (snapshots imports this module lazily)."""
-    if _plan_types:
-        return _plan_types[0]
-    from repro_common.snapshots import SnapshotPlan, snapshot_prefix
-
-    class RemoteSnapshotPlan(SnapshotPlan):
-        """A snapshot of S3 objects: `fetch()` downloads the recorded content into a temporary
-        folder that lives as long as the plan, then it is copied like a local file or folder."""
-
-        staging: Any = None
-
-        def fetch(self) -> str | None:
-            if self.path is not None:
-                return None
-            try:
-                loc, recorded = _recorded(self.item)
-                client = s3_client()
-                objects = _now_objects(client, loc, recorded)
-                self.staging = tempfile.TemporaryDirectory(prefix="mlrepro-s3-")
-                root = Path(self.staging.name)
-                base = loc.key.rstrip("/").rsplit("/", 1)[-1] or loc.bucket
-                target = root / base
-                for obj in objects:
-                    rel = obj.key[len(loc.key) :] if loc.is_prefix else ""
-                    local = target / rel if rel else target
-                    if not _inside(root, local):
-                        raise TableInputError(f"s3://{loc.bucket}/{obj.key} leaves its folder")
-                    local.parent.mkdir(parents=True, exist_ok=True)
-                    _download(client, loc.bucket, obj, local)
-            except TableInputError as exc:
-                return f"{self.name}: {exc}"
-            prefix = snapshot_prefix(self.name)
-            files = sorted(p for p in target.rglob("*") if p.is_file()) if loc.is_prefix else []
-            if loc.is_prefix:
-                self.files = [
-                    (p, f"{prefix}/{base}/{p.relative_to(target).as_posix()}") for p in files
-                ]
-            else:
-                self.files = [(target, f"{prefix}/{base}")]
-            self.path = target
-            return None
-
-    _plan_types.append(RemoteSnapshotPlan)
-    return RemoteSnapshotPlan
-
-
-def _inside(root: Path, path: Path) -> bool:
-    resolved, base = path.resolve(), root.resolve()
-    return base in resolved.parents
-
-
-def _download(client: Any, bucket: str, obj: S3Object, local: Path) -> None:
+def download_object(client: Any, bucket: str, obj: S3Object, local: Path) -> None:
     kwargs = {"Bucket": bucket, "Key": obj.key}
     if obj.version_id:
         kwargs["VersionId"] = obj.version_id

@@ -13,6 +13,7 @@ from typing import Any
 
 from repro_common.git import run_git
 from repro_common.reproduce.workspace import ReproduceError, Step, short
+from repro_common.sections import CodeSection
 
 
 def _git(
@@ -52,7 +53,7 @@ def _source(value: Any, what: str) -> str | None:
     return text
 
 
-def clone(code: dict[str, Any], commit: str, code_dir: Path, say: Step) -> str:
+def clone(code: CodeSection, commit: str, code_dir: Path, say: Step) -> str:
     """Clone from the local checkout when it still holds the commit (fast, offline), else the remote."""
     from repro_common.emit import EmitError, commit_id
 
@@ -109,7 +110,7 @@ def apply_diff(code_dir: Path, patch_file: Path, diff: bytes, commit: str) -> No
         )
 
 
-def unversioned_warnings(code: dict[str, Any], code_dir: Path) -> list[str]:
+def unversioned_warnings(code: CodeSection, code_dir: Path) -> list[str]:
     """Sources that ran without being in git must come back byte for byte from the diff."""
     from repro_common.manifest import digest_bytes
 

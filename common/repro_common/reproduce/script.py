@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from repro_common.manifest import Manifest
 from repro_common.reproduce import tracking
 from repro_common.reproduce.input_checks import table_version_variables
 from repro_common.reproduce.workspace import CODE_DIR, VENV_DIR, Workspace
 from repro_common.runs import RunRecord
+from repro_common.sections import CodeSection
 from repro_common.spec import HOST_SPECIFIC_VARIABLES  # device choice: the machine's, not the run's
 
 
@@ -120,7 +120,7 @@ def _entry_command(manifest: Manifest) -> list[str] | None:
     return [entry_str, *argv]
 
 
-def argv_warnings(code: dict[str, Any]) -> list[str]:
+def argv_warnings(code: CodeSection) -> list[str]:
     warnings = []
     if any(str(a) == "***" or str(a).endswith("=***") for a in code.get("argv") or []):
         warnings.append(
