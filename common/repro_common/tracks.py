@@ -10,21 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from repro_common.manifest import TRACKS
-
-# Importers from before the snapshots had a module of their own.
-from repro_common.snapshots import (  # noqa: F401
-    PATH_KINDS,
-    SNAPSHOT_LIMIT_ENV,
-    SnapshotPlan,
-    input_path,
-    local_mismatch,
-    plan_snapshot,
-    snapshot_limit_bytes,
-    snapshot_prefix,
-    snapshot_record,
-    verify_snapshots,
-    verify_uploaded_snapshot,
-)
 from repro_common.summary import TRACK as TRACK_TAG
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from repro_common.diff import diff_manifests  # noqa: E402
 from repro_common.gate import data_rule  # noqa: E402
 from repro_common.manifest import Manifest  # noqa: E402
 from repro_common.reproduce import table_input_check, table_version_variables  # noqa: E402
+from repro_common.snapshots import plan_snapshot  # noqa: E402
 from repro_common.table_inputs import check_table, label  # noqa: E402
-from repro_common.tracks import plan_snapshot  # noqa: E402
 from support.procs import clean_env, run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

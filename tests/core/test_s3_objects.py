@@ -204,7 +204,7 @@ def test_an_unversioned_object_passes_the_production_gate_only_as_a_snapshot(
     s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from repro_common.gate import data_rule
-    from repro_common.tracks import local_mismatch, plan_snapshot
+    from repro_common.snapshots import local_mismatch, plan_snapshot
 
     key = s3.test_prefix + "train.csv"
     s3.put_object(Bucket="plain", Key=key, Body=b"x,y\n1,2\n")

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Protocol
 
 from repro_common.reproduce.input_checks import (
-    PATH_KINDS,
     check_inputs,
     table_input_check,
     table_version_variables,
@@ -74,7 +73,6 @@ __all__ = [
     "LOG",
     "NOT_REPRODUCED",
     "NOT_VERIFIED",
-    "PATH_KINDS",
     "REBUILT",
     "REPRODUCED",
     "SCRIPT",

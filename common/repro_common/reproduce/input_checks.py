@@ -14,8 +14,6 @@ from repro_common.manifest import Manifest
 from repro_common.reproduce.verdict import Check, short_fp
 from repro_common.reproduce.workspace import Step, Workspace
 
-PATH_KINDS = frozenset({"file", "directory", "dir", "path", "files"})
-
 
 def _in_checkout(path: Path, manifest: Manifest, code_dir: Path) -> Path | None:
     root = manifest.code.get("root")
@@ -37,8 +35,8 @@ def check_inputs(ws: Workspace, step: Step | None = None) -> list[Check]:
     """
     say = step or (lambda _msg: None)
     from repro_common.fingerprints import fingerprint
+    from repro_common.snapshots import PATH_KINDS, input_path
     from repro_common.table_inputs import VERSIONED_KINDS
-    from repro_common.tracks import input_path
 
     checks = []
     for item in ws.manifest.data or []:
@@ -142,7 +140,7 @@ def _restore_snapshot(ws: Workspace, item: dict[str, Any], mapped: Path, say: St
     before anything was done); every destination is resolved, so a symlink the
     recorded diff created cannot carry a write outside the reproduction folder.
     """
-    from repro_common.tracks import snapshot_prefix
+    from repro_common.snapshots import snapshot_prefix
 
     prefix = f"repro/{snapshot_prefix(str(item.get('name')))}/"
     if ws.manifest.legacy_digest:
