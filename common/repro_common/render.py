@@ -21,6 +21,10 @@ DETAILS_SHOWN = 20  # per gate rule; the JSON report lists all
 ROWS_SHOWN = 50  # data inputs on the card, changes per diff group
 
 
+# The Hugging Face Trainer's own settings that decide its random streams, as `show` lists them.
+TRAINER_FIELDS = ("seed", "data_seed", "full_determinism", "model_init")
+
+
 def _yes_no(value: Any) -> str:
     return {True: "yes", False: "no"}.get(value, "unknown")
 
@@ -108,6 +112,12 @@ def card_rows(
         rows.append(
             ("seeds", "determinism", ", ".join(f"{k}={v}" for k, v in sorted(switches.items())))
         )
+    trainer = seeds.get("trainer")
+    if isinstance(trainer, dict):
+        shown = ", ".join(f"{key}={trainer[key]}" for key in TRAINER_FIELDS if key in trainer)
+        if trainer.get("model_seeded") is False:
+            shown += " (the model was built before the Trainer seeded: use model_init)"
+        rows.append(("seeds", "trainer", shown))
     for item in manifest.data[:ROWS_SHOWN]:
         notes = []
         if item.get("partial"):

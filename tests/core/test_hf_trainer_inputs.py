@@ -67,3 +67,17 @@ def test_the_trainer_is_found_from_inside_its_own_calls(tmp_path):
     trainer.log({"loss": 1.0})  # the Trainer calls its callbacks, which look up the stack
     assert Probe.found is trainer
     assert hf_trainer.settings(trainer)["seed"] == 7
+
+
+def test_show_lists_the_trainer_settings_and_says_when_the_seed_misses_the_model():
+    from repro_common.manifest import Manifest
+    from repro_common.render import card_rows
+
+    settings = {"seed": 7, "data_seed": None, "full_determinism": False, "model_init": False}
+    built_before = Manifest(seeds={"global": 7, "trainer": {**settings, "model_seeded": False}})
+    (row,) = [r for r in card_rows(built_before) if r[:2] == ("seeds", "trainer")]
+    assert "seed=7" in row[2] and "model_init=False" in row[2]
+    assert "built before the Trainer seeded" in row[2]
+    seeded = Manifest(seeds={"global": 7, "trainer": {**settings, "model_init": True}})
+    (row,) = [r for r in card_rows(seeded) if r[:2] == ("seeds", "trainer")]
+    assert "model_init=True" in row[2] and "built before" not in row[2]
