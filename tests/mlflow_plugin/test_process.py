@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 from mlflow_reads import fresh_env, inputs, repro_names
 
