@@ -63,3 +63,19 @@ def test_from_json_names_what_is_wrong() -> None:
         Manifest.from_json("{nope")
     with pytest.raises(ManifestError, match="not an mlrepro manifest"):
         Manifest.from_json('{"schema": "other/1"}')
+
+
+def test_a_record_edited_after_it_passed_validation_is_checked_again() -> None:
+    # validate() skips content it already passed (show judges a record once per track):
+    # an edit in place is new content and must be checked again.
+    manifest = Manifest.from_dict(json.loads(capture().to_json()))
+    manifest.validate()
+    manifest.validate()
+    manifest.seeds["global"] = "seven"
+    with pytest.raises(ManifestError, match="seeds.global"):
+        manifest.validate()
+    manifest.seeds["global"] = 7
+    manifest.validate()
+    manifest.data.append({"name": "x", "kind": "file", "fingerprint": None, "size_bytes": "big"})
+    with pytest.raises(ManifestError, match=r"field data\[\d+\]"):
+        manifest.validate()

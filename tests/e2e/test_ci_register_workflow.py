@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from support.git import commit_all
 from support.procs import clean_env
+from support.template_project import TrainedProject
 
 pytestmark = pytest.mark.slow
 
@@ -74,35 +74,18 @@ def test_the_install_step_names_an_extra_the_package_has() -> None:
 
 
 def test_the_workflow_registers_a_production_run_and_refuses_an_exploratory_one(
-    tmp_path: Path, installed_python: str
+    tmp_path: Path, installed_python: str, trained_project: TrainedProject
 ) -> None:
     inputs, steps = workflow_steps()
     values = {name: str(spec.get("default", "")) for name, spec in inputs.items()}
     assert values["model_name"] == "churn-classifier"
 
-    made = subprocess.run(
-        [installed_python, "-m", "repro_common", "init", "demo"],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert made.returncode == 0, made.stderr
-    project = tmp_path / "demo"
-    commit_all(project, "Start demo")
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # `mlrepro init demo` by the installed wheel, trained once (shared with test_init_template)
+    project, production_run = trained_project.project, trained_project.run_id
+    assert trained_project.trained.returncode == 0, trained_project.trained.stderr
+    store = trained_project.store
     user_bin = str(Path(installed_python).parent)
     env = clean_env(MLFLOW_TRACKING_URI=store, PATH=user_bin + os.pathsep + os.environ["PATH"])
-    trained = subprocess.run(
-        [installed_python, "train.py", "--epochs", "1"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert trained.returncode == 0, trained.stdout + trained.stderr
-    production_run = (project / ".last-run").read_text().strip()
     plain = subprocess.run(
         [
             installed_python,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import py_compile
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from support.git import commit_all
 from support.procs import clean_env, run_cli
+from support.template_project import TrainedProject, make
 
 EXPECTED = {
     "train.py",
@@ -24,19 +23,6 @@ EXPECTED = {
     ".github/workflows/train-and-register.yml",
     "data/train.csv",
 }
-
-
-def _make(project: Path, target: str, python: str, env: dict[str, str], **variables: str):
-    """`make TARGET` when make is installed, else the command its recipe runs."""
-    if shutil.which("make"):
-        assigns = [f"PYTHON={python}", *(f"{k}={v}" for k, v in variables.items())]
-        args = ["make", "--no-print-directory", target, *assigns]
-    elif target == "train":
-        args = [python, "train.py", *variables.get("ARGS", "").split()]
-    else:
-        run_id = (project / ".last-run").read_text().strip()
-        args = [python, "-m", "repro_common", "check", run_id, "--track", "production"]
-    return subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_init_writes_a_project_ready_for_both_tracks(tmp_path: Path):
@@ -90,24 +76,18 @@ def test_init_refuses_a_folder_in_use_and_a_bad_name(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_new_project_trains_and_passes_its_own_gate(tmp_path: Path, installed_python: str):
-    # made by the installed wheel: the templates ship as package data
-    made = subprocess.run(
-        [installed_python, "-m", "repro_common", "init", "demo"],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert made.returncode == 0, made.stderr
-    project = tmp_path / "demo"
-    commit_all(project, "Start demo")
-    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}")
-    train = _make(project, "train", installed_python, env, ARGS="--epochs 1 --no-log-model")
+def test_a_new_project_trains_and_passes_its_own_gate(
+    trained_project: TrainedProject, installed_python: str
+):
+    # made by the installed wheel and trained with `make train` (the shared fixture: the CI
+    # workflow's test starts from the same project)
+    project, train = trained_project.project, trained_project.trained
+    env = clean_env(MLFLOW_TRACKING_URI=trained_project.store)
     assert train.returncode == 0, train.stdout + train.stderr
     run_id = (project / ".last-run").read_text().strip()
+    assert run_id == trained_project.run_id
     assert f"run {run_id}" in train.stdout
-    check = _make(project, "check", installed_python, env)
+    check = make(project, "check", installed_python, env)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "production gate" in check.stdout and "FAILED" not in check.stdout
     status = subprocess.run(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 from mlflow_reads import fresh_env, inputs, repro_names
 
@@ -117,10 +116,12 @@ print("ENDED", time.time(), flush=True)  # the script is done: the rest is the e
 """
 
 
-def exit_wait(tmp_path: Path, **env: str) -> tuple[float, str, str]:
-    """Run HANGING_UPLOAD: (seconds from the script's end to the process's exit, run id, stderr)."""
+def exit_wait(
+    tmp_path: Path, script: str = HANGING_UPLOAD, **env: str
+) -> tuple[float, str, str, str]:
+    """Run HANGING_UPLOAD: (seconds from the script's end to the exit, run id, stdout, stderr)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = run_python(HANGING_UPLOAD, cwd=tmp_path, env=fresh_env(uri, **env), timeout=240)
+    proc = run_python(script, cwd=tmp_path, env=fresh_env(uri, **env), timeout=240)
     exited = time.time()
     run_id = proc.stdout.split("RUN ", 1)[1].split()[0]
     ended = float(proc.stdout.split("ENDED ", 1)[1].split()[0])
@@ -128,23 +129,44 @@ def exit_wait(tmp_path: Path, **env: str) -> tuple[float, str, str]:
     # Announced at creation, never delivered: the run reads as incomplete, no note to clean up.
     assert client.get_run(run_id).data.tags["repro.artifacts"] == "manifest.json"
     assert repro_names(client, run_id) == set()
-    return exited - ended, run_id, proc.stderr
+    return exited - ended, run_id, proc.stdout, proc.stderr
 
 
 def test_exit_waits_for_uploads_at_most_the_upload_timeout(tmp_path: Path) -> None:
-    waited, _, stderr = exit_wait(tmp_path, MLREPRO_UPLOAD_TIMEOUT="2")
+    waited, _, _, stderr = exit_wait(tmp_path, MLREPRO_UPLOAD_TIMEOUT="2")
     assert "still had repro/ artifacts to upload after 2s" in stderr, stderr
     assert stderr.count("mlrepro") == 1, stderr
     # 2 s, plus the interpreter's own shutdown; far below the 30 s default.
     assert 1.5 <= waited < 15, f"exit waited {waited:.1f}s for a 2 s MLREPRO_UPLOAD_TIMEOUT"
 
 
-@pytest.mark.slow
+# The exit hook's own wait, recorded as asked and then cut short: the default's value is read
+# from the hook itself; that it really waits that long is the 2 s test above.
+RECORD_EXIT_WAIT = """
+from mlflow_repro_plugin import uploader
+
+real_flush = uploader.UPLOADER.flush
+
+def recorded_flush(timeout=None):
+    print("EXIT_WAIT", timeout, flush=True)
+    return real_flush(min(timeout, 0.5))
+
+uploader.UPLOADER.flush = recorded_flush
+"""
+
+
 def test_the_documented_upload_timeout_default_is_30_seconds(tmp_path: Path) -> None:
-    """README: MLREPRO_UPLOAD_TIMEOUT defaults to 30 s: unset, exit gives up after 30 s."""
-    waited, _, stderr = exit_wait(tmp_path)
+    """README: MLREPRO_UPLOAD_TIMEOUT defaults to 30 s: unset, exit sets out to wait 30 s."""
+    script = HANGING_UPLOAD.replace(
+        "uploader.find_runs = never_found\n",
+        "uploader.find_runs = never_found\n" + RECORD_EXIT_WAIT,
+    )
+    assert script != HANGING_UPLOAD
+    waited, _, stdout, stderr = exit_wait(tmp_path, script)
+    asked = [float(line.split()[1]) for line in stdout.splitlines() if line.startswith("EXIT_WAIT")]
+    assert asked and 29 <= asked[0] <= 30, f"exit set out to wait {asked}s by default\n{stderr}"
     assert "still had repro/ artifacts to upload after 30s" in stderr, stderr
-    assert 28 <= waited < 60, f"exit waited {waited:.1f}s with the default timeout"
+    assert waited < 15  # cut short by the recording flush: the test itself does not wait 30 s
 
 
 def test_disabled_in_a_fresh_process_no_tags_no_threads(tmp_path: Path) -> None:
