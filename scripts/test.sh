@@ -17,4 +17,6 @@ fi
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports
-.venv/bin/python -m pytest "$@"
+# Two workers by default (CI has two cores; most tests wait on a server or a subprocess);
+# MLREPRO_TEST_WORKERS=0 runs in one process. A test file stays on one worker.
+.venv/bin/python -m pytest -n "${MLREPRO_TEST_WORKERS:-2}" --dist loadfile "$@"
