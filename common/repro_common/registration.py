@@ -3,12 +3,9 @@
 The MLflow server app (`mlflow server --app-name mlrepro-gate`) and W&B's
 `wandb_repro_plugin.link_model` both refuse to register a model whose run fails
 the gate; they word the refusal here, so a user reads the same reasons and the
-same fix whichever registry said no. A registration script asks first, with
-`require_reproducible` (both adapters re-export it):
-
-    from mlflow_repro_plugin import require_reproducible
-    require_reproducible(run_id)                   # raises ReproducibilityError if not
-    mlflow.register_model(f"runs:/{run_id}/model", "churn")
+same fix whichever registry said no. A registration script asks first: it calls
+`require_reproducible(run_id)` (defined here; both adapters re-export it), which raises
+ReproducibilityError when the run fails the gate, and registers the model only after it.
 """
 
 from __future__ import annotations
