@@ -2,6 +2,9 @@
 
 A permanent error (permission denied, a bad request, a run that was never created)
 is not retried: no retry would fix it, and the user's process waits for us at exit.
+One bad request is not permanent: a row that another process inserted between the
+store's lookup and its insert (a sweep's runs logging the same dataset at once). The
+retry finds that row.
 Each kind of failure is said once per process, however many runs meet it.
 """
 
@@ -24,6 +27,7 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
+MAX_RACES = 3
 _PERMANENT_ERRNOS = {
     errno.EACCES,
     errno.EPERM,
@@ -42,6 +46,9 @@ _PERMANENT_MLFLOW_CODES = {
     "ENDPOINT_NOT_FOUND",
     "FEATURE_DISABLED",
 }
+
+# How SQL stores word a unique key inserted by a concurrent writer (PostgreSQL, SQLite, MySQL).
+_RACED_INSERT = ("duplicate key value", "UNIQUE constraint failed", "Duplicate entry")
 
 _warned = logs.Once()
 
@@ -67,6 +74,11 @@ def _is_permanent(exc: BaseException) -> bool:
     return getattr(exc, "error_code", None) in _PERMANENT_MLFLOW_CODES
 
 
+def _raced_insert(exc: BaseException) -> bool:
+    """The store refused a row that a concurrent writer had just inserted."""
+    return any(words in str(exc) for words in _RACED_INSERT)
+
+
 # Jitter from our own generator: a draw from the global `random` in this thread
 # would shift the user's stream whenever a slow server makes us retry.
 _jitter = random.Random()
@@ -75,11 +87,16 @@ _jitter = random.Random()
 def retry(fn: Callable[[], T], deadline: float) -> T:
     """fn() until it succeeds, a permanent error, or the deadline; at least one attempt."""
     delay = FIRST_BACKOFF
+    races = 0
     while True:
         try:
             return fn()
         except Exception as exc:
-            if _is_permanent(exc) or time.monotonic() + delay > deadline:
+            # A raced insert is retried a few times only: should the duplicate be ours and
+            # stay, the user's process must not wait the whole deadline at exit.
+            races += _raced_insert(exc)
+            permanent = _is_permanent(exc) and not (_raced_insert(exc) and races <= MAX_RACES)
+            if permanent or time.monotonic() + delay > deadline:
                 raise
             log.debug("mlrepro upload retry in %.2fs after %r", delay, exc)
             time.sleep(delay * (0.75 + _jitter.random() / 2))
