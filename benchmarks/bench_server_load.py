@@ -109,7 +109,8 @@ for line in sys.stdin:  # one round: "<experiment id> <runs>"
                 mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
         if same_requests:
             client = mlflow.MlflowClient()
-            client.log_inputs(run.info.run_id, datasets=[DatasetInput(shard0, tags=[])])
+            if inputs:
+                client.log_inputs(run.info.run_id, datasets=[DatasetInput(shard0, tags=[])])
             get_artifact_repository(run.info.artifact_uri).log_artifact("manifest.json", "repro")
     if not mlflow_repro_plugin.flush(120):  # this round's uploads belong to its clock
         sys.exit("uploads still pending after 120 s")
