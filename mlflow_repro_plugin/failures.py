@@ -94,8 +94,9 @@ def retry(fn: Callable[[], T], deadline: float) -> T:
         except Exception as exc:
             # A raced insert is retried a few times only: should the duplicate be ours and
             # stay, the user's process must not wait the whole deadline at exit.
-            races += _raced_insert(exc)
-            permanent = _is_permanent(exc) and not (_raced_insert(exc) and races <= MAX_RACES)
+            raced = _raced_insert(exc)
+            races += raced
+            permanent = races > MAX_RACES if raced else _is_permanent(exc)
             if permanent or time.monotonic() + delay > deadline:
                 raise
             log.debug("mlrepro upload retry in %.2fs after %r", delay, exc)
