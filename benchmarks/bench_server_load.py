@@ -233,11 +233,10 @@ class Side:
 class Pool:
     """--processes client processes of one mode, started once, released round by round."""
 
-    def __init__(self, repo: Path, env: dict[str, str], args: argparse.Namespace, cpus: set[int]):
-        self.logs = [
-            repo / f"worker-{w}-{env.get('MLREPRO_DISABLE', '0')}.err"
-            for w in range(args.processes)
-        ]
+    def __init__(
+        self, mode: str, repo: Path, env: dict[str, str], args: argparse.Namespace, cpus: set[int]
+    ):
+        self.logs = [repo / f"worker-{mode}-{w}.err" for w in range(args.processes)]
         self._errors = [log.open("w") for log in self.logs]
         launched = time.perf_counter()
         self.procs = [
@@ -333,7 +332,7 @@ def pools_for(
             **({"MLREPRO_DISABLE": "1"} if mode != "plugin" else {}),
             **({"BENCH_SAME_REQUESTS": "1"} if mode == CONTROL else {}),
         )
-        pools[mode] = Pool(repo, env, args, cpus)
+        pools[mode] = Pool(mode, repo, env, args, cpus)
     return pools
 
 
@@ -460,7 +459,7 @@ def report(
         served = [r for (v, mode), rs in rounds.items() if mode == CONTROL for r in rs]
         per_run = sum(sum(r.requests.values()) for r in served) / sum(r.runs for r in served)
         print(
-            f"   control, no plugin, the script makes the plugin's two requests itself "
+            f"   control, no plugin, the script makes the plugin's requests itself "
             f"({per_run:.1f} requests/run):\n      {CONTROL}/disabled, drift-corrected: "
             f"{_spread(control)}"
         )
@@ -591,7 +590,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mlrepro-bench-") as tmp:
         work = Path(tmp)
         repo = make_repo(
-            work / "project", {"worker.py": WORKER, ".gitignore": "shard-*\nworker-*.err\n"}
+            work / "project",
+            {"worker.py": WORKER, ".gitignore": "shard-*\nworker-*.err\nmanifest.json\n"},
         )
         with postgres_cluster() as db_uri, moto_s3(work / "s3") as s3:
             server_env = {
