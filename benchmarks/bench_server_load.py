@@ -297,6 +297,16 @@ class Round:
     cpu: dict[str, float]  # CPU seconds used during the clock, by part of the server side
     requests: Counter[str] = field(default_factory=Counter)
 
+    @property
+    def cost(self) -> float:
+        """Tracking server + object store CPU seconds per run (PostgreSQL is shown apart)."""
+        return (self.cpu["server"] + self.cpu["store"]) / self.runs
+
+    @property
+    def rate(self) -> float:
+        """Runs per second of the round's clock."""
+        return self.runs / self.clock
+
 
 def one_round(pool: Pool, experiment_id: str, side: Side, server_log: Path, runs: int) -> Round:
     _, offset = requests_logged(server_log)
@@ -405,6 +415,12 @@ def report(
     def in_order(variant: str, value: Callable[[Round], float]) -> list[tuple[str, float]]:
         return [(m, value(r)) for v, m, r in history if v == variant]
 
+    def pooled(
+        ratios: Callable[[list[tuple[str, float]]], list[float]], value: Callable[[Round], float]
+    ) -> list[float]:
+        """`ratios` of each variant's rounds, in the order they ran, pooled over the variants."""
+        return [ratio for variant in variants for ratio in ratios(in_order(variant, value))]
+
     print()
     print(
         f"workload: {args.processes} processes x {args.runs} run(s) a round; a run = 1 params "
@@ -437,25 +453,13 @@ def report(
         f"   ratio of those medians, plugin/disabled: {_ratio(cost['plugin'], cost['disabled'])}"
         "  (for information: a drift over the run biases it)"
     )
-    cost_ratios = [
-        ratio
-        for variant in variants
-        for ratio in drift_corrected_ratios(
-            in_order(variant, lambda r: (r.cpu["server"] + r.cpu["store"]) / r.runs)
-        )
-    ]
+    cost_ratios = pooled(drift_corrected_ratios, lambda r: r.cost)
     print(
         f"   server + store cost ratio plugin/disabled, drift-corrected: {_spread(cost_ratios)}"
         "  (target <= 1.05)"
     )
     if args.control:
-        control = [
-            ratio
-            for variant in variants
-            for ratio in drift_corrected_ratios(
-                in_order(variant, lambda r: (r.cpu["server"] + r.cpu["store"]) / r.runs), CONTROL
-            )
-        ]
+        control = pooled(lambda rounds: drift_corrected_ratios(rounds, CONTROL), lambda r: r.cost)
         served = [r for (v, mode), rs in rounds.items() if mode == CONTROL for r in rs]
         per_run = sum(sum(r.requests.values()) for r in served) / sum(r.runs for r in served)
         print(
@@ -463,13 +467,7 @@ def report(
             f"({per_run:.1f} requests/run):\n      {CONTROL}/disabled, drift-corrected: "
             f"{_spread(control)}"
         )
-    noise = [
-        ratio
-        for variant in variants
-        for ratio in _neighbour_ratios(
-            in_order(variant, lambda r: (r.cpu["server"] + r.cpu["store"]) / r.runs)
-        )
-    ]
+    noise = pooled(_neighbour_ratios, lambda r: r.cost)
     if noise:
         print(
             f"   noise floor: a round / the next round of the same mode (no change at all): "
@@ -498,7 +496,7 @@ def report(
     for variant in variants:
         pinned = VARIANTS[variant] and bool(side.server_cpus)
         rate = {
-            mode: statistics.median(r.runs / r.clock for r in rounds.get((variant, mode), []))
+            mode: statistics.median(r.rate for r in rounds.get((variant, mode), []))
             for mode in MODES
         }
         what = (
@@ -512,13 +510,13 @@ def report(
             f"      plugin {rate['plugin']:6.2f} runs/s  disabled {rate['disabled']:6.2f} runs/s  "
             f"ratio of medians {_ratio(rate['plugin'], rate['disabled'])}"
         )
-        rate_ratios = drift_corrected_ratios(in_order(variant, lambda r: r.runs / r.clock))
+        rate_ratios = drift_corrected_ratios(in_order(variant, lambda r: r.rate))
         print(
             f"      ratio, drift-corrected: {_spread(rate_ratios)}"
             + ("  (target >= 0.95)" if variant == "pinned" else "")
         )
         if args.control:
-            control = drift_corrected_ratios(in_order(variant, lambda r: r.runs / r.clock), CONTROL)
+            control = drift_corrected_ratios(in_order(variant, lambda r: r.rate), CONTROL)
             print(f"      control, {CONTROL}/disabled, drift-corrected: {_spread(control)}")
     print(
         "\n4. before the first run, outside every clock (interpreter start, import mlflow with the "
@@ -645,11 +643,10 @@ def main() -> None:
                                 made = len(client.search_runs([experiment_id], max_results=10000))
                                 assert made == done.runs, f"{made} runs, expected {done.runs}"
                                 history.append((variant, mode, done))
-                                server_ms = (done.cpu["server"] + done.cpu["store"]) / made * 1000
                                 print(
                                     f"round {number:2d} {variant:8s} {mode:8s} clock "
-                                    f"{done.clock:6.2f}s {made / done.clock:6.2f} runs/s  "
-                                    f"server+store {server_ms:6.2f} ms CPU/run  "
+                                    f"{done.clock:6.2f}s {done.rate:6.2f} runs/s  "
+                                    f"server+store {done.cost * 1000:6.2f} ms CPU/run  "
                                     f"{sum(done.requests.values()) / made:5.1f} requests/run",
                                     flush=True,
                                 )
