@@ -7,7 +7,6 @@ draws its start-up seed per process) and logged to a real SQLite MLflow store.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from repro_common.cli import main
 from repro_common.diff import diff_runs
 from repro_common.runs import load_run
 from support.git import make_repo
-from support.procs import PYTHON, clean_env
+from support.procs import clean_env, train
 
 SCRIPT = """\
 import os
@@ -40,16 +39,7 @@ print("RUN_ID=" + run.info.run_id)
 
 
 def _run(repo: Path, uri: str, **env: str) -> str:
-    proc = subprocess.run(
-        [PYTHON, "train.py"],
-        cwd=repo,
-        env=clean_env(MLFLOW_TRACKING_URI=uri, GIT_PYTHON_REFRESH="quiet", **env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.strip().splitlines()[-1].removeprefix("RUN_ID=")
+    return train(repo, clean_env(MLFLOW_TRACKING_URI=uri, GIT_PYTHON_REFRESH="quiet", **env))
 
 
 @pytest.fixture(scope="module")

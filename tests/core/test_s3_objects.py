@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from repro_common.table_inputs import (
     table_kind,
     version_variable,
 )
-from support.procs import PYTHON, clean_env, free_port, run_cli
+from support.procs import clean_env, free_port, run_cli, train
 from support.s3 import TEST_CREDENTIALS, S3Store
 
 pytestmark = [pytest.mark.slow]  # starts moto_server
@@ -289,16 +288,7 @@ def test_reproduce_hands_the_version_to_the_rerun_and_refuses_when_it_is_gone(
     version = s3.put_object(Bucket="kept", Key=key, Body=b"x\n1\n2\n")["VersionId"]
     repo = make_repo(tmp_path / "project", {"train.py": TRAIN, "README.md": "demo\n"})
     env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    proc = subprocess.run(
-        [PYTHON, "train.py", "kept", key],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_id = proc.stdout.strip().splitlines()[-1].removeprefix("RUN_ID=")
+    run_id = train(repo, env, "kept", key)
 
     s3.put_object(Bucket="kept", Key=key, Body=b"x\n9\n")  # the object moves on
     made = run_cli("reproduce", run_id, "--dir", str(tmp_path / "r1"), env=env)

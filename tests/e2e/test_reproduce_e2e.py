@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from support.git import git, make_repo
-from support.procs import PYTHON, clean_env, run_cli
+from support.procs import PYTHON, clean_env, run_cli, train
 
 TRAIN = """\
 import sys
@@ -98,16 +98,7 @@ def original(tmp_path_factory: pytest.TempPathFactory) -> Original:
     data = base / "data" / "train.csv"
     _write_data(data)
     uri = f"sqlite:///{base / 'mlflow.db'}"
-    proc = subprocess.run(
-        [PYTHON, "train.py", str(data)],
-        cwd=repo,
-        env=clean_env(MLFLOW_TRACKING_URI=uri),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_id = proc.stdout.strip().splitlines()[-1].removeprefix("RUN_ID=")
+    run_id = train(repo, clean_env(MLFLOW_TRACKING_URI=uri), str(data))
     record = base / "record"
     from mlflow.tracking import MlflowClient
 

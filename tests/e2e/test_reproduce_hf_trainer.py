@@ -10,14 +10,13 @@ cover those weights.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import support.hf_training
 from support.git import make_repo
-from support.procs import PYTHON, clean_env, run_cli
+from support.procs import clean_env, run_cli, train
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.slow
@@ -45,11 +44,7 @@ def original_run(tmp_path: Path, *args: str) -> tuple[str, dict[str, str]]:
         {"train.py": TRAIN, "tiny.py": Path(support.hf_training.__file__).read_text()},
     )
     env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", HF_HUB_OFFLINE="1")
-    proc = subprocess.run(
-        [PYTHON, "train.py", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_id = proc.stdout.strip().splitlines()[-1].removeprefix("RUN_ID=")
+    run_id = train(repo, env, *args)
     return run_id, env
 
 

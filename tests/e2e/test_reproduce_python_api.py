@@ -7,13 +7,12 @@ rerun and compared, all in this process.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from support.git import git, make_repo
-from support.procs import PYTHON, clean_env
+from support.procs import clean_env, train
 
 TRAIN = """\
 import mlflow
@@ -52,16 +51,7 @@ def original(tmp_path: Path) -> tuple[str, str]:
     git(repo, "push", "-q", "origin", "main")
     (repo / "train.py").write_text(TRAIN.replace("0.75", "0.5"))  # a stored diff to apply
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.run(
-        [PYTHON, "train.py"],
-        cwd=repo,
-        env=clean_env(MLFLOW_TRACKING_URI=uri),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return uri, proc.stdout.strip().splitlines()[-1].removeprefix("RUN_ID=")
+    return uri, train(repo, clean_env(MLFLOW_TRACKING_URI=uri))
 
 
 @pytest.mark.slow

@@ -3,13 +3,12 @@ version that was vacuumed stops the reproduction before anything runs."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from support.git import make_repo
-from support.procs import PYTHON, clean_env, run_cli
+from support.procs import clean_env, run_cli, train
 
 pytest.importorskip("deltalake")
 
@@ -42,11 +41,7 @@ def test_the_rerun_reads_the_recorded_version_and_a_vacuumed_one_stops_it(tmp_pa
     repo = make_repo(tmp_path / "project", {"train.py": TRAIN, "README.md": "demo\n"})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = clean_env(MLFLOW_TRACKING_URI=uri)
-    proc = subprocess.run(
-        [PYTHON, "train.py", table], cwd=repo, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_id = proc.stdout.strip().splitlines()[-1].removeprefix("RUN_ID=")
+    run_id = train(repo, env, table)
 
     # The table moves on; the reproduction must still train on v1.
     write_deltalake(table, pa.table({"a": [4, 5]}), mode="append")

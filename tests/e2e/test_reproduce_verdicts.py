@@ -10,13 +10,12 @@ its MLmodel, which holds a creation time and uuid, is listed as not compared).
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from support.git import git, make_repo
-from support.procs import PYTHON, clean_env, run_cli
+from support.procs import clean_env, run_cli, train
 
 TRAIN = """\
 import sys
@@ -76,11 +75,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "model": ["model", "cloudpickle"],
         "skops": ["model", "skops"],
     }.items():
-        proc = subprocess.run(
-            [PYTHON, "train.py", *args], cwd=repo, env=env, capture_output=True, text=True
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        made[mode] = proc.stdout.strip().splitlines()[-1].removeprefix("RUN_ID=")
+        made[mode] = train(repo, env, *args, timeout=None)
     return {"repo": repo, "env": env, "cache": base / "cache", **made}
 
 

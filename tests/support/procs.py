@@ -60,6 +60,23 @@ def run_python(
     return proc
 
 
+def train(repo: str | Path, env: dict[str, str], *args: str, timeout: float | None = 300) -> str:
+    """`python train.py ARGS` in `repo`, a script whose last line is `RUN_ID=<id>`: the run id.
+
+    Raises with the script's output if it fails."""
+    proc = subprocess.run(
+        [PYTHON, "train.py", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(proc.stdout + proc.stderr)
+    return proc.stdout.strip().splitlines()[-1].removeprefix("RUN_ID=")
+
+
 def run_cli(
     *args: str,
     cwd: str | Path | None = None,
