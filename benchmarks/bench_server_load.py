@@ -94,8 +94,13 @@ if same_requests:  # the control: no plugin, this script makes the plugin's two 
     from mlflow.entities import Dataset, DatasetInput
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    with open("manifest.json", "w") as handle:
+    # One folder per process: the pool's processes start together, and a file they all
+    # rewrote could be read half-written by another's upload.
+    manifest = os.path.join(f"control-{worker}", "manifest.json")
+    os.makedirs(os.path.dirname(manifest), exist_ok=True)
+    with open(manifest, "w") as handle:
         handle.write('{"padding": "' + "x" * 29000 + '"}')
+    client = mlflow.MlflowClient()
     shard0 = Dataset(
         name="shard0", digest=f"{worker:036d}", source_type="local",
         source='{"uri": "shard"}', profile='{"fingerprint": "blake3:0"}',
@@ -108,10 +113,9 @@ for line in sys.stdin:  # one round: "<experiment id> <runs>"
             for step in range(steps):
                 mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
         if same_requests:
-            client = mlflow.MlflowClient()
             if inputs:
                 client.log_inputs(run.info.run_id, datasets=[DatasetInput(shard0, tags=[])])
-            get_artifact_repository(run.info.artifact_uri).log_artifact("manifest.json", "repro")
+            get_artifact_repository(run.info.artifact_uri).log_artifact(manifest, "repro")
     if not mlflow_repro_plugin.flush(120):  # this round's uploads belong to its clock
         sys.exit("uploads still pending after 120 s")
     print("done", flush=True)
@@ -589,7 +593,7 @@ def main() -> None:
         work = Path(tmp)
         repo = make_repo(
             work / "project",
-            {"worker.py": WORKER, ".gitignore": "shard-*\nworker-*.err\nmanifest.json\n"},
+            {"worker.py": WORKER, ".gitignore": "shard-*\nworker-*.err\ncontrol-*/\n"},
         )
         with postgres_cluster() as db_uri, moto_s3(work / "s3") as s3:
             server_env = {
